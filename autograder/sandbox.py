@@ -1,34 +1,589 @@
-"""Run untrusted student code in a child process with limits.
+"""Run untrusted student code in a child process, inside bubblewrap, with limits.
 
-PLACEHOLDER interface (the bubblewrap implementation replaces the body):
-``run_isolated(argv, workdir, limits, sandbox=True) -> RunResult``.
+One call, :func:`run_isolated`, runs ``argv`` with ``workdir`` as its current
+directory and as the only writable folder it can see, and returns a
+:class:`RunResult` (exit code, captured output, and a ``status``: ``ok``,
+``timeout``, ``memory_limit`` or ``crashed``).
+
+What the child sees and may do (``sandbox=True``)::
+
+    /usr, /etc pieces, the Python install, the venv   read-only binds
+    readonly_binds                                    read-only binds (e.g. a runner script)
+    workdir                                           read-write, a size-limited tmpfs copy
+    /tmp, /dev/shm                                    private size-limited tmpfs
+    /proc, /dev                                       fresh, inside new pid/ipc/net/uts/cgroup namespaces
+    everything else (solutions/, other students,      not there
+    the gradebook, the network, $HOME)
+
+The child runs as an unprivileged uid (one per concurrent slot, so RLIMIT_NPROC
+counts only its own processes) with no capabilities, ``no_new_privs``, a seccomp
+filter that refuses namespace, mount, ptrace, bpf, keyring, perf, userfaultfd and
+io_uring system calls, rlimits (CPU, file size, open files, no core files, address
+space), and, when the grader runs as root, cgroup v1 memory, pids and cpu limits.
+A wall-clock timeout kills the whole process tree: killing bubblewrap collapses
+the pid namespace, so ``setsid`` daemons die with it.
+
+The workdir is copied into a fresh tmpfs of ``limits.scratch_bytes`` (as root),
+so a flood of files cannot fill the grader's disk; afterwards regular files are
+copied back (symlinks are never followed) and the tmpfs is unmounted.
+
+``sandbox=False`` runs the same command as a plain subprocess with the same
+timeout and output caps: for development only.
 """
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import itertools
+import os
+import resource
+import shutil
+import signal
+import stat
 import subprocess
+import sys
+import tempfile
+import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
+
+GiB = 2**30
+MiB = 2**20
 
 
 @dataclass
 class Limits:
+    """Resource limits for one sandboxed run."""
     wall_seconds: float = 120.0
     cpu_seconds: int = 120
-    memory_bytes: int = 4 * 2**30
+    memory_bytes: int = 4 * GiB  # cgroup memory limit (RSS + tmpfs pages); RLIMIT_AS is separate
     max_processes: int = 64
-    file_size_bytes: int = 64 * 2**20
+    file_size_bytes: int = 64 * MiB  # per file (RLIMIT_FSIZE)
+    scratch_bytes: int = 256 * MiB  # size of the writable workdir tmpfs
+    tmp_bytes: int = 128 * MiB  # size of the private /tmp and /dev/shm
+    open_files: int = 256
+    address_space_bytes: int = 16 * GiB  # CUDA torch builds reserve ~3.4 GiB of address space at import
+    output_bytes: int = 64 * 1024  # stdout and stderr keep only their last this many bytes
+    cpus: float = 1.0  # cgroup cpu quota, in cores
 
 
 @dataclass
 class RunResult:
+    """What came back from one run. Only plain text; files are left in ``workdir``."""
     returncode: int
     timed_out: bool
     memory_exceeded: bool
     stdout: str
     stderr: str
+    output_truncated: bool = False
+    seconds: float = 0.0
+
+    @property
+    def status(self):
+        """``timeout``, ``memory_limit``, ``crashed`` (non-zero exit or a signal) or ``ok``."""
+        if self.timed_out:
+            return "timeout"
+        if self.memory_exceeded:
+            return "memory_limit"
+        return "ok" if self.returncode == 0 else "crashed"
 
 
-def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=()):
-    """Run ``argv`` with cwd ``workdir`` (the only writable folder); plain subprocess for now."""
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap (or what it needs) is missing; the message says how to fix it."""
+
+
+#: Where the sandbox keeps its per-run state on the host (slot locks, seccomp program, tmpfs mounts).
+STATE_DIR = Path(tempfile.gettempdir()) / "handin3-sandbox"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_CONTROLLERS = ("memory", "pids", "cpu")
+CGROUP_PREFIX = "handin3-"
+UID_BASE = 61000  # slot n runs as uid/gid UID_BASE + n
+MAX_SLOTS = 64
+
+#: System calls the child may not make: they would let it build namespaces, mount
+#: file systems, trace other processes or reach rarely hardened kernel interfaces.
+BLOCKED_SYSCALLS = (
+    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree",
+    "fsopen", "fsconfig", "fsmount", "fspick", "ptrace", "process_vm_readv", "process_vm_writev",
+    "bpf", "keyctl", "add_key", "request_key", "perf_event_open", "userfaultfd",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "kexec_load", "kexec_file_load",
+    "init_module", "finit_module", "delete_module", "swapon", "swapoff", "reboot",
+    "open_by_handle_at", "name_to_handle_at", "acct", "quotactl",
+)
+CLONE_NEWUSER = 0x10000000
+#: /etc files that Python, libc and matplotlib read; nothing secret.
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd",
+             "group", "alternatives", "fonts", "mime.types")
+
+_run_counter = itertools.count()
+
+
+# ----------------------------------------------------------------------------- availability
+
+def bubblewrap_path():
+    """The ``bwrap`` executable, or None."""
+    return shutil.which("bwrap")
+
+
+def check_sandbox_support():
+    """Raise :class:`SandboxUnavailable` with the fix when the sandbox cannot run here."""
+    if bubblewrap_path() is None:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is not installed, so student code cannot be isolated. "
+            "Install it with `apt-get install bubblewrap` (or `make setup`), "
+            "or pass --no-sandbox on a development machine with trusted submissions only.")
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        raise SandboxUnavailable("setpriv (util-linux) is missing: it drops the child to an unprivileged uid.")
+    if _load_libseccomp() is None:
+        raise SandboxUnavailable("libseccomp.so.2 is missing: `apt-get install libseccomp2`.")
+
+
+def _is_root():
+    return os.geteuid() == 0
+
+
+# ----------------------------------------------------------------------------- seccomp
+
+def _load_libseccomp():
+    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
     try:
-        done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=limits.wall_seconds)
-        return RunResult(done.returncode, False, False, done.stdout[-20000:], done.stderr[-20000:])
-    except subprocess.TimeoutExpired as timeout:
-        return RunResult(-9, True, False, str(timeout.stdout or "")[-20000:], str(timeout.stderr or "")[-20000:])
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+
+
+class _ArgCmp(ctypes.Structure):
+    """libseccomp's ``struct scmp_arg_cmp``."""
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+
+
+def seccomp_program():
+    """Compile the filter (allow everything except :data:`BLOCKED_SYSCALLS`) to a BPF program file.
+
+    Blocked calls fail with EPERM; ``clone`` with CLONE_NEWUSER fails with EPERM and
+    ``clone3`` with ENOSYS so that libc falls back to ``clone``, whose flags the
+    filter can see. Returns the path of the compiled program (cached per grader process).
+    """
+    path = STATE_DIR / f"seccomp-{os.getpid()}.bpf"
+    if path.exists():
+        return path
+    lib = _load_libseccomp()
+    if lib is None:
+        raise SandboxUnavailable("libseccomp.so.2 is missing: `apt-get install libseccomp2`.")
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                           ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    allow, deny = 0x7FFF0000, lambda err: 0x00050000 | err  # SCMP_ACT_ALLOW, SCMP_ACT_ERRNO(err)
+    ctx = lib.seccomp_init(allow)
+    try:
+        def add(name, action, *comparisons):
+            number = lib.seccomp_syscall_resolve_name(name.encode())
+            if number < 0:  # not a system call on this architecture
+                return
+            array = (_ArgCmp * max(len(comparisons), 1))(*comparisons)
+            if lib.seccomp_rule_add_array(ctx, action, number, len(comparisons), array) != 0:
+                raise SandboxUnavailable(f"libseccomp refused the rule for {name}")
+
+        for name in BLOCKED_SYSCALLS:
+            add(name, deny(errno.EPERM))
+        add("clone3", deny(errno.ENOSYS))
+        masked_eq = 7  # SCMP_CMP_MASKED_EQ: (arg0 & datum_a) == datum_b
+        add("clone", deny(errno.EPERM), _ArgCmp(0, masked_eq, CLONE_NEWUSER, CLONE_NEWUSER))
+        STATE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        with open(partial, "wb") as handle:
+            if lib.seccomp_export_bpf(ctx, handle.fileno()) != 0:
+                raise SandboxUnavailable("libseccomp could not export the BPF program")
+        partial.replace(path)
+    finally:
+        lib.seccomp_release(ctx)
+    return path
+
+
+# ----------------------------------------------------------------------------- uid slots
+
+class _Slot:
+    """An exclusive slot number (flock on a file), hence a uid no other concurrent run uses."""
+
+    def __enter__(self):
+        folder = STATE_DIR / "slots"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        while True:
+            for number in range(MAX_SLOTS):
+                handle = open(folder / f"{number}.lock", "w")
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.close()
+                    continue
+                self.handle, self.number = handle, number
+                return self
+            time.sleep(0.1)
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+    @property
+    def uid(self):
+        return UID_BASE + self.number
+
+
+# ----------------------------------------------------------------------------- cgroups (v1, root only)
+
+def _cgroup_usable():
+    return _is_root() and all((CGROUP_ROOT / c / "cgroup.procs").exists() for c in CGROUP_CONTROLLERS)
+
+
+class _Cgroup:
+    """Memory, pids and cpu cgroups (v1) for one run; no-op when not usable."""
+
+    def __init__(self, name, limits):
+        self.dirs = []
+        if not _cgroup_usable():
+            return
+        for controller in CGROUP_CONTROLLERS:
+            folder = CGROUP_ROOT / controller / name
+            folder.mkdir(exist_ok=True)
+            self.dirs.append(folder)
+        memory, pids, cpu = self.dirs
+        _write(memory / "memory.limit_in_bytes", limits.memory_bytes)
+        if (memory / "memory.memsw.limit_in_bytes").exists():
+            _write(memory / "memory.memsw.limit_in_bytes", limits.memory_bytes)
+        _write(memory / "memory.swappiness", 0, ignore_errors=True)
+        _write(pids / "pids.max", limits.max_processes)
+        _write(cpu / "cpu.cfs_period_us", 100_000)
+        _write(cpu / "cpu.cfs_quota_us", int(100_000 * limits.cpus))
+
+    @property
+    def procs_files(self):
+        """The ``cgroup.procs`` paths a new process writes its pid into to join."""
+        return [str(folder / "cgroup.procs") for folder in self.dirs]
+
+    def memory_exceeded(self):
+        if not self.dirs:
+            return False
+        oom = (self.dirs[0] / "memory.oom_control").read_text()
+        kills = [int(line.split()[1]) for line in oom.splitlines() if line.startswith("oom_kill ")]
+        return bool(kills and kills[0] > 0) or int((self.dirs[0] / "memory.failcnt").read_text()) > 0
+
+    def kill_all(self):
+        for folder in self.dirs:
+            _kill_cgroup(folder)
+
+    def remove(self):
+        for folder in self.dirs:
+            _remove_cgroup(folder)
+
+
+def _write(path, value, ignore_errors=False):
+    try:
+        Path(path).write_text(str(value))
+    except OSError:
+        if not ignore_errors:
+            raise
+
+
+def _kill_cgroup(folder):
+    try:
+        pids = (folder / "cgroup.procs").read_text().split()
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _remove_cgroup(folder):
+    for _ in range(50):  # the kernel needs a moment after the last process exits
+        _kill_cgroup(folder)
+        try:
+            folder.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
+def _owner_alive(name):
+    """Our cgroups and mounts are named ``handin3-<grader pid>-<n>``: is that grader still running?"""
+    try:
+        pid = int(name.split("-")[1])
+    except (IndexError, ValueError):
+        return True
+    return Path(f"/proc/{pid}").exists()
+
+
+def cleanup_stale():
+    """Remove tmpfs mounts and cgroups that a crashed grader left behind (only those of dead graders)."""
+    if not _is_root():
+        return
+    for line in Path("/proc/mounts").read_text().splitlines():
+        mount_point = line.split()[1]
+        if mount_point.startswith(str(STATE_DIR) + "/") and not _owner_alive(Path(mount_point).name):
+            subprocess.run(["umount", "-l", mount_point], capture_output=True)
+            shutil.rmtree(mount_point, ignore_errors=True)
+    for controller in CGROUP_CONTROLLERS:
+        for folder in (CGROUP_ROOT / controller).glob(CGROUP_PREFIX + "*"):
+            if not _owner_alive(folder.name):
+                _remove_cgroup(folder)
+
+
+# ----------------------------------------------------------------------------- scratch tmpfs
+
+class _Scratch:
+    """The writable folder the child sees at ``workdir``: a size-limited tmpfs copy, as root.
+
+    Without root the workdir itself is bound (RLIMIT_FSIZE still caps each file).
+    """
+
+    def __init__(self, workdir, name, limits, owner_uid):
+        self.workdir = Path(workdir)
+        self.mount = None
+        if not _is_root():
+            self.host_path = self.workdir
+            return
+        self.mount = STATE_DIR / name
+        self.mount.mkdir(mode=0o700, parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={limits.scratch_bytes},mode=0755,nosuid,nodev",
+                        "tmpfs", str(self.mount)], check=True, capture_output=True)
+        _copy_tree(self.workdir, self.mount, limits.scratch_bytes)
+        for path in [self.mount, *self.mount.rglob("*")]:
+            os.lchown(path, owner_uid, owner_uid)
+        self.host_path = self.mount
+
+    def copy_back_and_remove(self, max_bytes):
+        if self.mount is None:
+            return
+        try:
+            _copy_tree(self.mount, self.workdir, max_bytes)
+        finally:
+            subprocess.run(["umount", "-l", str(self.mount)], capture_output=True)
+            shutil.rmtree(self.mount, ignore_errors=True)
+
+
+def _copy_tree(source, target, max_file_bytes):
+    """Copy regular files and folders only; symlinks, devices, fifos and oversized files are skipped."""
+    for root, folders, files in os.walk(source, followlinks=False):
+        relative = Path(root).relative_to(source)
+        (Path(target) / relative).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            path = Path(root) / name
+            info = os.lstat(path)
+            if stat.S_ISREG(info.st_mode) and info.st_size <= max_file_bytes:
+                destination = Path(target) / relative / name
+                if destination.is_symlink():
+                    destination.unlink()
+                with open(path, "rb") as src, open(destination, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+
+
+# ----------------------------------------------------------------------------- the bwrap command
+
+def _mkdirs_0755(path):
+    """bwrap creates missing parents 0700 (unreachable for the dropped uid): create them 0755 first."""
+    args = []
+    for parent in reversed(Path(path).parents):
+        if str(parent) != "/":
+            args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+def _ro_bind(path, args):
+    path = Path(path)
+    if path.is_symlink() and str(path.parent) == "/":
+        args += ["--symlink", os.readlink(path), str(path)]
+    elif path.exists():
+        args += _mkdirs_0755(path) + ["--ro-bind", str(path), str(path)]
+
+
+def python_binds():
+    """The Python install and the virtualenv, read-only; a venv's python is a symlink into base_prefix."""
+    return sorted({os.path.realpath(sys.base_prefix), sys.prefix})
+
+
+def sandbox_env(workdir, extra=None):
+    """The child's whole environment (bwrap starts from --clearenv)."""
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp", "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "IPYTHONDIR": "/tmp/ipython",
+        "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+        # one thread per slot: slots run in parallel, and oversubscribed BLAS is slower
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    }
+    env.update(extra or {})
+    return env
+
+
+def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, readonly_binds=()):
+    """The full command line: bwrap's mounts and namespaces, then setpriv, then ``argv``."""
+    args = [bubblewrap_path(), "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    if _is_root():
+        # setpriv needs these three to become the slot's uid; the uid change then clears every capability
+        args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+    else:
+        args += ["--unshare-user"]
+    for top in ("usr", "bin", "lib", "lib32", "lib64", "libx32", "sbin"):
+        _ro_bind(f"/{top}", args)
+    args += ["--perms", "0755", "--dir", "/etc"]
+    for name in ETC_FILES:
+        if Path("/etc", name).exists():
+            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    for path in python_binds():
+        _ro_bind(path, args)
+    for bind in readonly_binds:
+        source, target = bind if isinstance(bind, (tuple, list)) else (bind, bind)
+        args += _mkdirs_0755(target) + ["--ro-bind", str(source), str(target)]
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp",
+             "--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/dev/shm"]
+    args += _mkdirs_0755(workdir) + ["--bind", str(scratch_path), str(workdir), "--chdir", str(workdir)]
+    args += ["--clearenv"]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    args += ["--seccomp", str(seccomp_fd), "--"]
+    if _is_root():
+        args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+                 "--inh-caps=-all", "--bounding-set=-all"]
+    return args + [str(a) for a in argv]
+
+
+def _rlimits(limits):
+    return [
+        (resource.RLIMIT_CPU, limits.cpu_seconds),
+        (resource.RLIMIT_FSIZE, limits.file_size_bytes),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_AS, limits.address_space_bytes),
+        (resource.RLIMIT_NPROC, limits.max_processes),
+    ]
+
+
+def _child_setup(rlimits, cgroup_procs):
+    """Runs in the forked child before exec: join the cgroups, set the rlimits (C calls only)."""
+    def setup():
+        pid = str(os.getpid()).encode()
+        for procs in cgroup_procs:
+            fd = os.open(procs, os.O_WRONLY)
+            os.write(fd, pid)
+            os.close(fd)
+        for kind, value in rlimits:
+            resource.setrlimit(kind, (value, value))
+    return setup
+
+
+# ----------------------------------------------------------------------------- output capture
+
+class _TailReader(threading.Thread):
+    """Drain a pipe completely, keeping only its last ``cap`` bytes (an output flood costs no memory)."""
+
+    def __init__(self, pipe, cap):
+        super().__init__(daemon=True)
+        self.pipe, self.cap, self.buffer, self.total = pipe, cap, bytearray(), 0
+        self.start()
+
+    def run(self):
+        while chunk := self.pipe.read1(65536) if hasattr(self.pipe, "read1") else self.pipe.read(65536):
+            self.total += len(chunk)
+            self.buffer += chunk
+            if len(self.buffer) > self.cap:
+                del self.buffer[:len(self.buffer) - self.cap]
+
+    def text(self):
+        return self.buffer.decode("utf-8", errors="replace")
+
+    @property
+    def truncated(self):
+        return self.total > self.cap
+
+
+# ----------------------------------------------------------------------------- running
+
+def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=(), env=None):
+    """Run ``argv`` in ``workdir``, isolated, and wait for it (at most ``limits.wall_seconds``).
+
+    Args:
+        argv: the command, e.g. ``[sys.executable, "-I", "/path/runner.py", "args.json"]``.
+            Paths in it must be visible inside: the venv's python is; a runner script
+            outside ``workdir`` must be listed in ``readonly_binds``.
+        workdir: host folder; the child's cwd and the only place it can write. Its
+            files after the run are what the child left (regular files only).
+        limits: :class:`Limits`.
+        sandbox: False runs a plain subprocess (development only: no isolation).
+        readonly_binds: extra host paths (or ``(host, inside)`` pairs) to show read-only.
+        env: extra environment variables for the child.
+
+    Returns:
+        :class:`RunResult`. Never raises because of what the child did.
+    """
+    workdir = Path(workdir).resolve()
+    if not sandbox:
+        return _run(argv, workdir, limits, cwd=workdir, env={**os.environ, **sandbox_env(workdir, env),
+                                                              "PATH": os.environ.get("PATH", "")})
+    check_sandbox_support()
+    name = f"{CGROUP_PREFIX}{os.getpid()}-{next(_run_counter)}"
+    program = seccomp_program()
+    with _Slot() as slot:
+        cgroup = _Cgroup(name, limits)
+        scratch = _Scratch(workdir, name, limits, slot.uid)
+        seccomp_fd = os.open(program, os.O_RDONLY)
+        try:
+            command = bwrap_command(argv, workdir, scratch.host_path, limits, sandbox_env(workdir, env),
+                                    seccomp_fd, slot.uid, readonly_binds)
+            result = _run(command, workdir, limits, cwd="/", env={"PATH": "/usr/bin:/bin"},
+                          pass_fds=(seccomp_fd,), cgroup=cgroup)
+            if cgroup.memory_exceeded() and result.returncode != 0:
+                result.memory_exceeded = True
+        finally:
+            os.close(seccomp_fd)
+            cgroup.kill_all()
+            scratch.copy_back_and_remove(limits.file_size_bytes)
+            cgroup.remove()
+    return result
+
+
+def _run(command, workdir, limits, cwd, env, pass_fds=(), cgroup=None):
+    start = time.monotonic()
+    setup = _child_setup(_rlimits(limits) if cgroup is not None else [],
+                         cgroup.procs_files if cgroup is not None else [])
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, pass_fds=pass_fds, start_new_session=True,
+                               preexec_fn=setup)
+    out, err = _TailReader(process.stdout, limits.output_bytes), _TailReader(process.stderr, limits.output_bytes)
+    timed_out = False
+    try:
+        process.wait(timeout=limits.wall_seconds)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        _kill_tree(process, cgroup)
+    # a daemon that inherited the pipes could keep them open: stop waiting after a moment
+    out.join(2)
+    err.join(2)
+    returncode = process.returncode
+    cpu_exceeded = returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
+    stderr = err.text()
+    # an allocation above RLIMIT_AS fails inside the child instead of triggering the cgroup OOM killer
+    memory_error = returncode != 0 and "MemoryError" in stderr[-2000:]
+    return RunResult(returncode, timed_out or cpu_exceeded, memory_error, out.text(), stderr,
+                     out.truncated or err.truncated, time.monotonic() - start)
+
+
+def _kill_tree(process, cgroup):
+    """Kill the whole session, and with it bwrap's pid namespace, then reap."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if cgroup is not None:
+        cgroup.kill_all()
+    process.wait()
