@@ -1,0 +1,150 @@
+"""The sandbox around student code: what it hides, what it refuses, what it survives.
+
+Every test runs a real ``bwrap`` child (skipped when bubblewrap is missing) with a
+short wall-clock limit, and checks the grader's side afterwards.
+"""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from autograder import KIT_ROOT
+from autograder.sandbox import Limits, run_isolated, bubblewrap_path
+
+pytestmark = pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap is not installed")
+
+QUICK = Limits(wall_seconds=6, cpu_seconds=6, memory_bytes=512 * 2**20, max_processes=32,
+               file_size_bytes=8 * 2**20, scratch_bytes=32 * 2**20, tmp_bytes=16 * 2**20)
+
+
+@pytest.fixture()
+def classroom(tmp_path):
+    """Two students' scratch copies side by side; returns (alice's workdir, bob's secret file)."""
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    alice.mkdir()
+    bob.mkdir()
+    secret = bob / "network.py"
+    secret.write_text("BOB_SECRET = 1\n")
+    return alice, secret
+
+
+def run(code, workdir, limits=QUICK):
+    return run_isolated([sys.executable, "-c", code], workdir, limits)
+
+
+def test_runs_as_unprivileged_uid_with_torch_available(classroom):
+    alice, _ = classroom
+    result = run("import os, torch; print(os.getuid(), os.getcwd(), torch.ones(2).sum().item())", alice)
+    assert result.status == "ok", result.stderr
+    uid, cwd, total = result.stdout.split()
+    assert int(uid) != 0 and cwd == str(alice) and float(total) == 2.0
+
+
+def test_hides_solutions_other_students_and_home(classroom):
+    alice, secret = classroom
+    probe = ("import os, json; paths = {p: os.path.exists(p) for p in %r}; print(json.dumps(paths))"
+             % [str(secret), str(secret.parent), str(KIT_ROOT / "solutions"), str(KIT_ROOT / "autograder"),
+                "/root/.bash_history", "/etc/shadow"])
+    result = run(probe, alice)
+    assert result.status == "ok", result.stderr
+    assert "true" not in result.stdout, result.stdout
+
+
+def test_network_fails(classroom):
+    alice, _ = classroom
+    code = ("import socket\n"
+            "for host in ('1.1.1.1', '127.0.0.1'):\n"
+            "    try:\n"
+            "        socket.create_connection((host, 80), timeout=2); print('CONNECTED', host)\n"
+            "    except OSError as e: print('refused', host, e.errno)\n"
+            "print(open('/proc/net/dev').read().count(':'))")
+    result = run(code, alice)
+    assert result.status == "ok", result.stderr
+    assert "CONNECTED" not in result.stdout
+    assert result.stdout.split()[-1] == "1"  # only the loopback interface exists
+
+
+def test_writes_outside_scratch_fail_and_scratch_comes_back(classroom):
+    alice, secret = classroom
+    code = ("import os\n"
+            "for path in (%r, %r, %r):\n"
+            "    try: open(path, 'w').write('x'); print('WROTE', path)\n"
+            "    except OSError as e: print('refused', e.errno)\n"
+            "open('result.json', 'w').write('{}')\n"
+            "os.symlink('/etc/passwd', 'link')"
+            % (str(secret), sys.prefix + "/pwned", str(KIT_ROOT / "pwned")))
+    result = run(code, alice)
+    assert result.status == "ok", result.stderr
+    assert "WROTE" not in result.stdout
+    assert secret.read_text() == "BOB_SECRET = 1\n"
+    assert (alice / "result.json").read_text() == "{}"
+    assert not (alice / "link").exists()  # symlinks are never copied out
+
+
+def test_namespaces_and_ptrace_are_refused(classroom):
+    alice, _ = classroom
+    code = ("import ctypes, subprocess\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "print(libc.unshare(0x10000000), ctypes.get_errno())\n"  # CLONE_NEWUSER
+            "print(subprocess.run(['unshare', '-r', 'true']).returncode)\n"
+            "print(libc.ptrace(0, 0, 0, 0), ctypes.get_errno())")
+    result = run(code, alice)
+    assert result.status == "ok", result.stderr
+    lines = result.stdout.split("\n")
+    assert lines[0] == "-1 1" and lines[1] != "0" and lines[2] == "-1 1"
+
+
+HOSTILE = {
+    "fork_bomb": ("import os\nwhile True:\n    try: os.fork()\n    except OSError: pass", {"timeout"}),
+    "memory_bomb": ("x = []\nwhile True: x.append(bytearray(64 * 2**20))", {"memory_limit"}),
+    "huge_allocation": ("x = bytearray(40 * 2**30)", {"memory_limit"}),
+    "ignores_sigint_and_sigterm": ("import signal\nfor s in (signal.SIGINT, signal.SIGTERM):\n"
+                                   "    signal.signal(s, signal.SIG_IGN)\nwhile True: pass", {"timeout"}),
+    "os_exit": ("import os\nos._exit(3)", {"crashed"}),
+    "huge_file": ("f = open('big', 'wb')\nwhile True: f.write(bytes(2**20))", {"crashed"}),
+    "many_files": ("for i in range(10**6): open(f'f{i}', 'wb').write(bytes(4 * 2**20))", {"crashed"}),
+    "output_flood": ("import sys\nwhile True: sys.stdout.write('x' * 65536)", {"timeout"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_code_is_contained(classroom, name):
+    alice, secret = classroom
+    code, statuses = HOSTILE[name]
+    result = run(code, alice)
+    assert result.status in statuses, (result.status, result.stderr[-500:])
+    assert result.seconds < QUICK.wall_seconds + 5
+    assert len(result.stdout) <= QUICK.output_bytes
+    assert secret.read_text() == "BOB_SECRET = 1\n"
+
+
+def test_setsid_daemon_dies_with_the_run(classroom, tmp_path):
+    alice, _ = classroom
+    code = ("import os, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            "        while True:\n"
+            "            open('alive', 'a').write('x'); time.sleep(0.05)\n"
+            "    os._exit(0)\n"
+            "time.sleep(0.3)\nprint('parent done')")
+    result = run(code, alice)
+    assert result.status == "ok"
+    written = (alice / "alive").stat().st_size
+    uids = {int(line.split()[1]) for p in Path("/proc").glob("[0-9]*")
+            for line in _status_lines(p) if line.startswith("Uid:")}
+    assert not any(61000 <= uid < 61064 for uid in uids), "a sandboxed process survived the run"
+    assert written > 0
+
+
+def _status_lines(proc):
+    try:
+        return (proc / "status").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def test_no_sandbox_runs_plainly(tmp_path):
+    result = run_isolated([sys.executable, "-c", "import os; print(os.getuid())"], tmp_path, QUICK, sandbox=False)
+    assert result.status == "ok" and result.stdout.strip() == str(os.getuid())
