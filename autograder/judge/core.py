@@ -1,0 +1,212 @@
+"""Judge submissions: run the student's functions in a fresh child, compare its raw outputs here.
+
+This process never imports student code. Per submission:
+
+1. a scratch folder gets the kit's provided modules, the student's three modules,
+   the seeded hidden inputs and ``runner.py``;
+2. the runner runs in a child (sandboxed by :func:`autograder.sandbox.run_isolated`)
+   and writes one ``.npz`` + ``.json`` per part, in order, into an output folder
+   whose random name it learns only from its command line;
+3. finished parts are loaded with ``allow_pickle=False`` and checked here
+   (:mod:`.checks`); if the child died, the part it was on scores 0 with the reason
+   (``crashed``, ``timeout``, ``memory_limit``) and the parts after it get a fresh
+   child (at most one child per part).
+"""
+import json
+import secrets
+import shutil
+import sys
+import tempfile
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .. import KIT_ROOT, STUDENT_MODULES
+from ..sandbox import Limits, run_isolated
+from . import cache, checks, hidden
+from .points import PARTS, POINTS, part_max
+
+RUNNER = Path(__file__).resolve().parent / "runner.py"
+PROVIDED_SOURCE = KIT_ROOT / "solutions" / "handin"
+MAX_OUTPUT_BYTES = 64 * 2**20
+DEFAULT_LIMITS = Limits(wall_seconds=90, cpu_seconds=90, memory_bytes=3 * 2**30)
+
+REASONS = {
+    "crashed": "the process running your code ended (exit code {code}) during this part, "
+               "e.g. sys.exit, os._exit or a crash in your module",
+    "timeout": "your code did not finish within the time limit ({seconds:g} s): an endless loop?",
+    "memory_limit": "your code used more memory than allowed",
+    "missing": "handin/{module} is missing from the submission",
+    "unreadable": "{error}",
+    "invalid_output": "the outputs of this part could not be read back: {error}",
+    "import_error": "importing your module failed: {error}",
+}
+MODULES_OF_PART = {"collage": ("augmentations.py",), "mixup": ("augmentations.py",),
+                   "cross_entropy": ("utils.py",), "network": ("network.py",),
+                   "frozen_finetuning": ("network.py", "augmentations.py", "utils.py")}
+
+
+class HiddenInputs:
+    """The seeded hidden inputs of every part, made once and shared by every submission."""
+
+    def __init__(self, seed=cache.DEFAULT_SEED):
+        self.seed = seed
+        self.parts = hidden.make_inputs(seed)
+
+    def write(self, folder, parts):
+        folder.mkdir()
+        for part in parts:
+            arrays, plan = self.parts[part]
+            np.savez(folder / f"{part}.npz", **arrays)
+            (folder / f"{part}.json").write_text(json.dumps(plan))
+
+
+def prepare_scratch(scratch, modules, inputs, parts):
+    """Lay out the child's folder: ``handin/`` (provided + student modules), ``inputs/``, ``runner.py``."""
+    handin = scratch / "handin"
+    handin.mkdir()
+    for path in PROVIDED_SOURCE.glob("*.py"):
+        if path.name not in STUDENT_MODULES:
+            shutil.copyfile(path, handin / path.name)
+    for name, data in modules.items():
+        if data is not None:
+            (handin / name).write_bytes(data)
+    shutil.copyfile(RUNNER, scratch / "runner.py")
+    inputs.write(scratch / "inputs", parts)
+
+
+def load_npz(path):
+    """Arrays of a runner output file; refuses pickles, non-numeric arrays and oversized members."""
+    with zipfile.ZipFile(path) as archive:
+        if sum(member.file_size for member in archive.infolist()) > MAX_OUTPUT_BYTES:
+            raise ValueError("the outputs are too large")
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    for key, value in arrays.items():
+        if value.dtype.kind not in "biuf":
+            raise ValueError(f"{key} is not numeric")
+    return arrays
+
+
+def load_part(out_dir, part):
+    """``(arrays, notes)`` of a finished part, or None if the runner did not finish it."""
+    if not (out_dir / f"{part}.npz").is_file() or (out_dir / f"{part}.npz").is_symlink():
+        return None
+    notes = json.loads((out_dir / f"{part}.json").read_text()[:1_000_000])
+    if not isinstance(notes, dict):
+        raise ValueError("the notes are not a JSON object")
+    return load_npz(out_dir / f"{part}.npz"), notes
+
+
+def failed_part(part, status, reason):
+    checks_ = [{"name": name, "points": 0, "max": points, "passed": False, "message": reason}
+               for name, points in POINTS[part].items()]
+    return {"score": 0, "max": part_max(part), "status": status, "reason": reason, "checks": checks_}
+
+
+def graded_part(part, failures):
+    checks_ = [{"name": name, "points": 0 if failures[name] else points, "max": points,
+                "passed": not failures[name], "message": "; ".join(failures[name]) or "passed"}
+               for name, points in POINTS[part].items()]
+    return {"score": sum(c["points"] for c in checks_), "max": part_max(part), "status": "ok", "reason": "",
+            "checks": checks_}
+
+
+def judge_part(part, inputs, arrays, notes):
+    if notes.get("import_error"):
+        return failed_part(part, "import_error", REASONS["import_error"].format(error=str(notes["import_error"])[:300]))
+    part_inputs, plan = inputs.parts[part]
+    return graded_part(part, checks.CHECKS[part](part_inputs, plan, arrays, notes))
+
+
+def run_child(modules, inputs, parts, limits, sandbox):
+    """Run the runner once on ``parts``; ``({part: (arrays, notes)}, RunResult)`` for the finished ones."""
+    with tempfile.TemporaryDirectory(prefix="handin3-judge-") as folder:
+        scratch = Path(folder)
+        prepare_scratch(scratch, modules, inputs, parts)
+        out_name = f"out-{secrets.token_hex(8)}"
+        result = run_isolated([sys.executable, "-I", "runner.py", out_name, *parts], scratch, limits,
+                              sandbox=sandbox)
+        finished = {}
+        for part in parts:
+            try:
+                loaded = load_part(scratch / out_name, part)
+            except (OSError, ValueError, zipfile.BadZipFile) as error:
+                loaded = ("invalid", str(error)[:200])
+            if loaded is None:
+                break
+            finished[part] = loaded
+        return finished, result
+
+
+def judge_modules(modules, inputs, *, limits=DEFAULT_LIMITS, sandbox=True):
+    """Verdicts of every part for one submission's module bytes (``{name: bytes or None}``)."""
+    verdict = {}
+    for part in PARTS:
+        missing = [name for name in MODULES_OF_PART[part] if modules.get(name) is None]
+        if missing:
+            verdict[part] = failed_part(part, "missing", REASONS["missing"].format(module=missing[0]))
+    remaining = [part for part in PARTS if part not in verdict]
+    while remaining:
+        finished, result = run_child(modules, inputs, remaining, limits, sandbox)
+        for part in remaining[:len(finished)]:
+            loaded = finished[part]
+            if loaded[0] == "invalid":
+                verdict[part] = failed_part(part, "invalid_output", REASONS["invalid_output"].format(error=loaded[1]))
+            else:
+                verdict[part] = judge_part(part, inputs, *loaded)
+        if len(finished) < len(remaining):
+            stopped = remaining[len(finished)]
+            status = result.status if result.status != "ok" else "crashed"
+            verdict[stopped] = failed_part(stopped, status, REASONS[status].format(
+                code=result.returncode, seconds=limits.wall_seconds))
+        remaining = remaining[len(finished) + 1:]
+    return {part: verdict[part] for part in PARTS}
+
+
+def judge_submission(handin_dir, *, sandbox=True, seed=cache.DEFAULT_SEED, limits=DEFAULT_LIMITS, inputs=None):
+    """Judge the student modules in ``handin_dir``; returns a JSON-able verdict.
+
+    Args:
+        handin_dir: folder with the student's ``augmentations.py``, ``network.py``, ``utils.py``
+            (other files in it are ignored: the kit's provided modules are used).
+        sandbox: run the child inside bubblewrap (False only for development).
+        seed: seed of the hidden inputs.
+        limits: the child's :class:`autograder.sandbox.Limits`.
+        inputs: precomputed :class:`HiddenInputs` for ``seed`` (shared across submissions).
+
+    Returns:
+        ``{"judge_version", "seed", "key", "score", "max_score", "parts": {part: {"score", "max",
+        "status", "reason", "checks": [{"name", "points", "max", "passed", "message"}]}}}``.
+    """
+    inputs = inputs or HiddenInputs(seed)
+    try:
+        modules = cache.read_modules(handin_dir)
+    except cache.SubmissionError as error:
+        parts = {part: failed_part(part, "unreadable", str(error)) for part in PARTS}
+    else:
+        parts = judge_modules(modules, inputs, limits=limits, sandbox=sandbox)
+    return {"judge_version": cache.judge_version(), "seed": seed, "key": cache.verdict_key(handin_dir, seed),
+            "score": sum(p["score"] for p in parts.values()), "max_score": sum(p["max"] for p in parts.values()),
+            "parts": parts}
+
+
+def judge_submissions(handin_dirs, *, workers=2, sandbox=True, seed=cache.DEFAULT_SEED, limits=DEFAULT_LIMITS,
+                      cache_dir=None):
+    """Judge many submissions, ``workers`` children at a time; store each verdict in the cache.
+
+    Returns the verdicts in the order of ``handin_dirs``. Already cached verdicts are reused.
+    """
+    inputs = HiddenInputs(seed)
+
+    def one(handin_dir):
+        verdict = cache.load_cached(handin_dir, seed, cache_dir)
+        if verdict is None:
+            verdict = judge_submission(handin_dir, sandbox=sandbox, seed=seed, limits=limits, inputs=inputs)
+            cache.store(verdict, handin_dir, seed, cache_dir)
+        return verdict
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, handin_dirs))

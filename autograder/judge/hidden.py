@@ -1,0 +1,117 @@
+"""Seeded hidden inputs: what the runner receives, per part, as ``<part>.npz`` + ``<part>.json``.
+
+Everything derives from one seed, so grading is reproducible. Inputs are
+non-symmetric random arrays of several shapes and dtypes; the student never sees them.
+"""
+import numpy as np
+import torch
+
+from . import reference
+
+#: (key, shape, dtype) of the collage calls: even sizes, several channel counts, float32 and float64.
+COLLAGE_CASES = [("c0", (1, 28, 28), np.float32), ("c1", (3, 8, 8), np.float32),
+                 ("c2", (2, 6, 6), np.float64), ("c3", (4, 2, 2), np.float32),
+                 ("c4", (1, 10, 10), np.float64)]
+#: (key, shape, dtype, alpha) of the single mixup calls.
+MIXUP_CASES = [("m0", (1, 28, 28), np.float32, 0.3), ("m1", (3, 5, 7), np.float64, 1.0),
+               ("m2", (2, 4, 4), np.float32, 0.2)]
+#: (key, alpha, draws) for the distribution of the returned weight.
+MIXUP_DRAWS = [("beta_small", 0.2, 2000), ("beta_large", 2.0, 2000)]
+#: Network sizes (pre_train_classes, generalization_classes): different sizes catch swapped heads by shape,
+#: equal sizes by value.
+NETWORK_CONFIGS = [("n0", (10, 27)), ("n1", (27, 10)), ("n2", (10, 10))]
+LEARN = {"sizes": (4, 3), "n": 64, "batch_size": 16, "steps": 60, "lr": 0.1}
+FINETUNE = {"sizes": (5, 3), "n": 48, "batch_size": 8, "n_batches": 60, "lr": 0.1}
+
+
+def _images(rng, shape, dtype):
+    return rng.normal(size=shape).astype(dtype)
+
+
+def _net_state(seed, sizes, prefix):
+    torch.manual_seed(seed)
+    net = reference.ReferenceNet(*sizes)
+    return {f"{prefix}.{name}": value.detach().numpy().copy() for name, value in net.state_dict().items()}
+
+
+def _class_images(rng, n, n_classes):
+    """A tiny separable problem: one random template per class plus noise, ``[n, 1, 28, 28]``."""
+    templates = rng.normal(size=(n_classes, 1, 28, 28))
+    labels = np.arange(n) % n_classes
+    images = templates[labels] + 0.5 * rng.normal(size=(n, 1, 28, 28))
+    return images.astype(np.float32), labels.astype(np.int64)
+
+
+def collage(rng):
+    arrays, cases = {}, []
+    for key, shape, dtype in COLLAGE_CASES:
+        arrays[f"{key}_i"], arrays[f"{key}_j"] = _images(rng, shape, dtype), _images(rng, shape, dtype)
+        cases.append({"key": key})
+    return arrays, {"cases": cases}
+
+
+def mixup(rng):
+    arrays, cases = {}, []
+    for key, shape, dtype, alpha in MIXUP_CASES:
+        arrays[f"{key}_i"], arrays[f"{key}_j"] = _images(rng, shape, dtype), _images(rng, shape, dtype)
+        cases.append({"key": key, "args": [alpha], "seed": int(rng.integers(2**31))})
+    arrays["draw_i"], arrays["draw_j"] = _images(rng, (1, 2, 2), np.float64), _images(rng, (1, 2, 2), np.float64)
+    draws = [{"key": key, "alpha": alpha, "n": n, "seed": int(rng.integers(2**31))} for key, alpha, n in MIXUP_DRAWS]
+    return arrays, {"cases": cases, "draws": draws}
+
+
+def _log_probs(rng, batch, classes, dtype):
+    logits = 2 * rng.normal(size=(batch, classes))
+    return (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))).astype(dtype)
+
+
+def _soft_targets(rng, batch, classes, dtype):
+    weights = rng.exponential(size=(batch, classes))
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(dtype)
+
+
+def cross_entropy(rng):
+    """Cases by group: ``soft`` single samples, ``batch`` means, ``onehot``, ``grad``."""
+    arrays, cases = {}, []
+    specs = [("soft0", 1, 5, np.float32, "soft"), ("soft1", 1, 10, np.float64, "soft"),
+             ("soft2", 1, 27, np.float32, "soft"),
+             ("batch0", 8, 10, np.float32, "batch"), ("batch1", 5, 4, np.float64, "batch"),
+             ("onehot0", 6, 10, np.float32, "onehot"), ("onehot1", 9, 27, np.float64, "onehot"),
+             ("grad0", 5, 4, np.float64, "grad"), ("grad1", 3, 10, np.float32, "grad")]
+    for key, batch, classes, dtype, group in specs:
+        arrays[f"{key}_pred"] = _log_probs(rng, batch, classes, dtype)
+        if group == "onehot":
+            labels = rng.integers(classes, size=batch)
+            arrays[f"{key}_target"] = np.eye(classes, dtype=dtype)[labels]
+        else:
+            arrays[f"{key}_target"] = _soft_targets(rng, batch, classes, dtype)
+        cases.append({"key": key, "group": group, "grad": group == "grad"})
+    return arrays, {"cases": cases, "not_tensor_like": "batch0"}
+
+
+def network(rng, seed):
+    arrays, configs = {"x": rng.normal(size=(6, 1, 28, 28)).astype(np.float32)}, []
+    for index, (key, sizes) in enumerate(NETWORK_CONFIGS):
+        arrays.update(_net_state(seed + 10 * index, sizes, key))
+        arrays.update(_net_state(seed + 10 * index + 1, sizes, f"{key}_swap"))
+        configs.append({"key": key, "sizes": sizes, "seeds": [int(s) for s in rng.integers(2**31, size=3)]})
+    learn = dict(LEARN, seed=int(rng.integers(2**31)))
+    arrays.update(_net_state(seed + 99, learn["sizes"], "learn"))
+    arrays["learn_x"], arrays["learn_y"] = _class_images(rng, learn["n"], learn["sizes"][0])
+    arrays["learn_order"] = np.stack([rng.permutation(learn["n"])[:learn["batch_size"]]
+                                      for _ in range(learn["steps"])]).astype(np.int64)
+    return arrays, {"configs": configs, "learn": learn}
+
+
+def frozen_finetuning(rng, seed):
+    plan = dict(FINETUNE, seed=int(rng.integers(2**31)))
+    arrays = _net_state(seed + 77, plan["sizes"], "net")
+    arrays["x"], arrays["y"] = _class_images(rng, plan["n"], plan["sizes"][1])
+    return arrays, plan
+
+
+def make_inputs(seed):
+    """All hidden inputs: ``{part: (arrays, plan)}``; the same seed gives the same inputs."""
+    rng = np.random.default_rng(seed)
+    return {"collage": collage(rng), "mixup": mixup(rng), "cross_entropy": cross_entropy(rng),
+            "network": network(rng, seed), "frozen_finetuning": frozen_finetuning(rng, seed)}
