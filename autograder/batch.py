@@ -1,0 +1,338 @@
+"""``python -m autograder grade SUBMISSIONS --out RESULTS``: grade a whole class.
+
+Pipeline (each step resumable; per-student results are written atomically)::
+
+    collect      find each student's files (folders, zips, one LMS bulk download), check them
+                 without running anything                                  -> autograder.collect
+    normalize    copy ONLY the known files into RESULTS/course/submitted/<id>/hand_in_3/
+    judge        run every student's functions in a sandboxed child, compare outside,
+                 2 processes in parallel                                   -> RESULTS/verdicts/<id>.json
+    autograde    ONE real `nbgrader autograde hand_in_3` over the students judged in this run;
+                 grading.ipynb's grade cells read the verdicts            -> RESULTS/course/gradebook.db
+    report       RESULTS/grades.csv (scores read back from the gradebook) and
+                 RESULTS/feedback/<id>.html
+
+RESULTS/course is an ordinary nbgrader course directory, so ``nbgrader formgrader``
+(for the report's hand-graded answers) and ``nbgrader export`` work there.
+
+Exit code 0 when grading ran, whatever the students' results; 2 when the grader
+itself cannot run (no bubblewrap without --no-sandbox, bad arguments, nbgrader failed).
+"""
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from . import ASSIGNMENT, KIT_ROOT, STUDENT_MODULES
+from . import collect as collecting
+from . import sandbox
+
+PARTS = ("collage", "mixup", "cross_entropy", "network", "frozen_finetuning")
+CSV_COLUMNS = ("student_id",) + PARTS + ("total", "max_total", "status")
+VERDICTS_ENV = "HANDIN3_VERDICTS"  # where grading.ipynb's grade cells find the verdicts
+
+
+class GraderError(RuntimeError):
+    """The grader itself cannot run (not a student's fault)."""
+
+
+# ----------------------------------------------------------------------------- small file helpers
+
+def write_atomically(path, text):
+    """Write ``text`` to ``path`` via a temporary file and a rename: a crash leaves the old file or the new."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------- the layout of RESULTS
+
+class Results:
+    """Paths inside the RESULTS folder."""
+
+    def __init__(self, root):
+        self.root = Path(root).resolve()
+        self.course = self.root / "course"
+        self.verdicts = self.root / "verdicts"
+        self.feedback = self.root / "feedback"
+        self.csv = self.root / "grades.csv"
+
+    @property
+    def autograded_keys(self):
+        """``{student id: verdict key}`` of the students whose nbgrader autograde finished."""
+        return self.root / "autograded.json"
+
+    def submitted(self, student_id):
+        return self.course / "submitted" / student_id / ASSIGNMENT
+
+    def autograded(self, student_id):
+        return self.course / "autograded" / student_id / ASSIGNMENT
+
+    @property
+    def release(self):
+        return self.course / "release" / ASSIGNMENT
+
+
+# ----------------------------------------------------------------------------- steps
+
+def prepare_course(results):
+    """Build the nbgrader course (source, release, gradebook) once; later runs reuse it."""
+    from .course import build_course
+
+    if not (results.release / "grading.ipynb").is_file():
+        build_course(results.course, force=True)
+    if not (results.release / "grading.ipynb").is_file():
+        raise GraderError(f"{results.release} has no grading.ipynb: the course build did not include "
+                          "autograder/grading.ipynb")
+
+
+def judge_all(submissions, results, workers, use_sandbox, force, progress):
+    """Judge the students whose verdict is not cached yet (or all with ``force``), ``workers`` at a time.
+
+    The work happens in sandboxed children, so threads suffice here; each verdict is
+    stored in the judge's cache (keyed by the modules' bytes) the moment it arrives.
+
+    Returns:
+        the student ids judged in this run.
+    """
+    from .judge import cache
+    from .judge.core import HiddenInputs, judge_submission
+
+    todo = [s for s in submissions
+            if force or cache.load_cached(handin_of(results, s), cache_dir=results.verdicts) is None]
+    progress.reset(total=len(todo))
+    if len(todo) < len(submissions):
+        progress.write(f"{len(submissions) - len(todo)} student(s) already judged with the same files: "
+                       "skipped (use --force)")
+    if not todo:
+        return []
+    inputs = HiddenInputs()
+
+    def one(submission):
+        handin = handin_of(results, submission)
+        try:
+            verdict = judge_submission(handin, sandbox=use_sandbox, inputs=inputs)
+        except Exception as error:  # a bug or resource problem in the grader itself: report, keep going
+            progress.write(f"{submission.student_id}: the judge failed: {type(error).__name__}: {error}")
+            return submission
+        cache.store(verdict, handin, cache_dir=results.verdicts)
+        return submission
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for submission in pool.map(one, todo):
+            progress.update(1)
+            progress.set_postfix_str(submission.student_id)
+    return [s.student_id for s in todo]
+
+
+def handin_of(results, submission):
+    return results.submitted(submission.student_id) / "handin"
+
+
+def nbgrader_environment(results):
+    environment = dict(os.environ)
+    environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(KIT_ROOT), environment.get("PYTHONPATH")]))
+    environment[VERDICTS_ENV] = str(results.verdicts)
+    return environment
+
+
+def autograde(results, student_ids):
+    """ONE real ``nbgrader autograde hand_in_3`` for the given students (their old results are removed).
+
+    nbgrader skips students that already have an autograded folder, so removing
+    those of ``student_ids`` first makes the run cover exactly them.
+    """
+    if not student_ids:
+        return
+    for student_id in student_ids:
+        shutil.rmtree(results.autograded(student_id), ignore_errors=True)
+    command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT,
+               f"--CourseDirectory.root={results.course}",
+               f"--config={KIT_ROOT / 'autograder' / 'batch_nbgrader_config.py'}"]
+    done = subprocess.run(command, cwd=results.course, env=nbgrader_environment(results),
+                          capture_output=True, text=True)
+    (results.root / "nbgrader-autograde.log").write_text(done.stdout + done.stderr)
+    missing = [s for s in student_ids if not results.autograded(s).is_dir()]
+    if missing:
+        raise GraderError(f"`nbgrader autograde` did not grade {', '.join(missing)} (exit {done.returncode}); "
+                          f"see {results.root / 'nbgrader-autograde.log'}")
+
+
+def gradebook_scores(results):
+    """Per-student, per-part scores as nbgrader recorded them: {student: {part: points}}."""
+    from nbgrader.api import Gradebook
+
+    scores = {}
+    with Gradebook(f"sqlite:///{results.course / 'gradebook.db'}") as gradebook:
+        for submission in gradebook.assignment_submissions(ASSIGNMENT):
+            per_part = scores.setdefault(submission.student_id, {part: 0.0 for part in PARTS})
+            for notebook in submission.notebooks:
+                for grade in notebook.grades:
+                    part = next((p for p in PARTS if grade.name.startswith(p + "_")), None)
+                    if part is not None:
+                        per_part[part] += grade.score or 0.0
+    return scores
+
+
+def max_scores():
+    from .judge.points import POINTS
+    return {part: float(sum(POINTS[part].values())) for part in PARTS}
+
+
+#: Statuses of the judge's parts that become the CSV status, most telling first.
+RUN_STATUSES = ("timeout", "memory_limit", "crashed", "import_error", "unreadable", "invalid_output")
+
+
+def final_status(submission, verdict):
+    """The CSV status: a collection problem first, else how the student's code ran.
+
+    An import error (an exception while importing a module) is reported as ``crashed``;
+    the feedback gives the exception.
+    """
+    if submission.status != "ok":
+        return submission.status
+    if verdict is None:
+        return "crashed"
+    statuses = {part.get("status") for part in verdict.get("parts", {}).values()}
+    for status in RUN_STATUSES:
+        if status in statuses:
+            return "crashed" if status in ("import_error", "unreadable", "invalid_output") else status
+    return "ok"
+
+
+def write_csv(results, submissions, scores, verdicts):
+    maxima = max_scores()
+    rows = []
+    for submission in submissions:
+        per_part = scores.get(submission.student_id, {}) if submission.gradable else {}
+        row = {"student_id": submission.student_id}
+        row.update({part: _points(per_part.get(part, 0.0)) for part in PARTS})
+        row["total"] = _points(sum(per_part.get(part, 0.0) for part in PARTS))
+        row["max_total"] = _points(sum(maxima.values()))
+        row["status"] = final_status(submission, verdicts.get(submission.student_id))
+        rows.append(row)
+    partial = results.csv.with_suffix(".csv.partial")
+    with open(partial, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(partial, results.csv)
+    return rows
+
+
+def _points(value):
+    return int(value) if float(value).is_integer() else round(float(value), 2)
+
+
+# ----------------------------------------------------------------------------- the command
+
+def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_regexp=collecting.LMS_REGEXP,
+          quiet=False):
+    """Grade every submission in ``submissions_dir`` into ``out``; returns the CSV rows."""
+    from tqdm import tqdm
+
+    from .feedback import write_feedback
+
+    submissions_dir = Path(submissions_dir).resolve()
+    if not submissions_dir.is_dir():
+        raise GraderError(f"{submissions_dir} is not a folder of submissions (give the folder that holds "
+                          "<id>/ folders, <id>.zip files or an LMS download)")
+    if use_sandbox:
+        sandbox.check_sandbox_support()
+        sandbox.cleanup_stale()
+    results = Results(out)
+    results.root.mkdir(parents=True, exist_ok=True)
+    if results.root == submissions_dir or submissions_dir in results.root.parents:
+        raise GraderError(f"--out {results.root} must not be inside the submissions folder")
+    staging = collecting.make_staging_dir(results.root)
+    try:
+        submissions = collecting.collect(submissions_dir, staging, lms_regexp)
+        prepare_course(results)
+        gradable = [s for s in submissions if s.gradable]
+        for submission in gradable:  # cheap, and the copies must match what was handed in now
+            collecting.normalize(submission, results.course, results.release)
+        with tqdm(total=len(gradable), desc="judging", unit="student", disable=quiet, dynamic_ncols=True) as bar:
+            judged = judge_all(gradable, results, workers, use_sandbox, force, bar)
+        done = read_json(results.autograded_keys) or {}
+        keys = {s.student_id: verdict_key(results, s) for s in gradable}
+        autograde_ids = sorted(set(judged) | {i for i, key in keys.items() if done.get(i) != key})
+        if not quiet and autograde_ids:
+            print(f"nbgrader autograde: {len(autograde_ids)} student(s) in one run", file=sys.stderr)
+        autograde(results, autograde_ids)
+        done.update({i: keys[i] for i in autograde_ids})
+        write_atomically(results.autograded_keys, json.dumps(done, indent=1, sort_keys=True))
+
+        verdicts = {s.student_id: load_verdict(results, s) for s in submissions}
+        scores = gradebook_scores(results)
+        rows = write_csv(results, submissions, scores, verdicts)
+        for submission, row in zip(submissions, rows):
+            write_feedback(results.feedback / f"{submission.student_id}.html", submission, row,
+                           verdicts[submission.student_id])
+        return rows
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def verdict_key(results, submission):
+    from .judge import cache
+    return cache.verdict_key(handin_of(results, submission))
+
+
+def load_verdict(results, submission):
+    from .judge import cache
+    if not submission.gradable:
+        return None
+    return cache.load_cached(handin_of(results, submission), cache_dir=results.verdicts)
+
+
+def format_table(rows):
+    """The grade table as aligned text."""
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c) for c in CSV_COLUMNS}
+    line = lambda values: "  ".join(str(values[c]).ljust(widths[c]) for c in CSV_COLUMNS)  # noqa: E731
+    return "\n".join([line({c: c for c in CSV_COLUMNS})] + [line(r) for r in rows])
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m autograder grade", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("submissions", help="folder with <id>/ folders, <id>.zip files and/or one LMS download zip")
+    parser.add_argument("--out", required=True, help="results folder (grades.csv, feedback/, course/ gradebook)")
+    parser.add_argument("--force", action="store_true", help="grade again students already graded")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run student code WITHOUT isolation (development only, trusted code only)")
+    parser.add_argument("--workers", type=int, default=2, help="judge processes in parallel (default 2)")
+    parser.add_argument("--lms-regexp", default=collecting.LMS_REGEXP,
+                        help="regexp with (?P<student_id>) and (?P<file_id>) for LMS bulk downloads")
+    return parser.parse_args(argv)
+
+
+def main(argv):
+    options = parse_args(argv)
+    started = time.monotonic()
+    try:
+        rows = grade(options.submissions, options.out, force=options.force, use_sandbox=not options.no_sandbox,
+                     workers=options.workers, lms_regexp=options.lms_regexp)
+    except (sandbox.SandboxUnavailable, GraderError) as error:
+        print(f"grade: {error}", file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    results = Results(options.out)
+    print(f"\n{len(rows)} student(s) in {time.monotonic() - started:.0f} s. Grades: {results.csv}; "
+          f"feedback: {results.feedback}/<student_id>.html; gradebook: {results.course / 'gradebook.db'}")
+    return 0

@@ -1,0 +1,178 @@
+"""One self-contained HTML feedback page per student: ``RESULTS/feedback/<id>.html``.
+
+The page shows the status and what it means, the notes from collecting the files,
+and for each part its points, every check with its message, and, for collage and
+mixup, a picture of expected against got on one input. It is built only from the
+verdict's plain data (scores, check names, messages written by the judge) and the
+collection notes: no hidden-test source and no reference code can reach it.
+Everything the student controls (exception texts, file names) is HTML-escaped.
+
+:func:`picture_arrays` is what the judge calls to put the picture's arrays into
+the verdict (``parts[part]["picture"]``).
+"""
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+#: The hidden case shown in the picture of each part (one input example; showing it is accepted).
+PICTURE_CASE = {"collage": "c0", "mixup": "m0"}
+PARTS = ("collage", "mixup", "cross_entropy", "network", "frozen_finetuning")
+
+STATUS_TEXT = {
+    "ok": "Your code ran to the end; the points below are what the hidden tests gave.",
+    "timeout": "Your code did not finish within the time limit (an endless loop, or far too slow). "
+               "The part it was running scored 0; the other parts were graded in a fresh process.",
+    "memory_limit": "Your code used more memory than allowed. The part it was running scored 0.",
+    "crashed": "The process running your code ended unexpectedly (sys.exit, os._exit, a crash, or an "
+               "exception while importing your module). The affected parts scored 0; see their reasons.",
+    "bad_archive": "Your zip file could not be opened safely, so nothing was graded. Zip your files again "
+                   "(File > Compress / `zip -r`) and resubmit.",
+    "duplicate_id": "There were two or more submissions for you; nothing was graded until only one is left.",
+    "empty_submission": "None of the expected files were found in your submission.",
+    "missing_file": "A file is missing from your submission; the parts that need it scored 0.",
+    "syntax_error": "A module has a syntax error, so Python cannot import it; the parts that need it scored 0. "
+                    "Run the notebooks before handing in: they would have shown the error.",
+}
+
+
+def picture_arrays(part, part_inputs, outputs):
+    """The arrays of the picture for ``part`` (collage, mixup), as JSON-able lists; None for other parts.
+
+    Args:
+        part: the part's name.
+        part_inputs: the hidden inputs of the part (``{name: array}``), e.g. ``c0_i``, ``c0_j``.
+        outputs: the runner's arrays for the part, e.g. ``c0_result`` and ``c0_weight``.
+
+    Returns:
+        ``{"i", "j", "expected", "got", "note"}`` with images ``[H, W]`` (first channel) as
+        nested lists; ``got`` is None (and ``note`` says why) when there is nothing to show.
+    """
+    from .judge import reference
+
+    key = PICTURE_CASE.get(part)
+    if key is None or f"{key}_i" not in part_inputs:
+        return None
+    first, second = part_inputs[f"{key}_i"], part_inputs[f"{key}_j"]
+    got, note = outputs.get(f"{key}_result"), ""
+    if part == "collage":
+        expected = reference.collage(first, second)
+    elif f"{key}_weight" in outputs:
+        weight = float(outputs[f"{key}_weight"])
+        expected = reference.mixup(first, second, weight)
+        note = f"with the weight your mixup returned, {weight:.3f}"
+    else:
+        expected, note = None, "your mixup returned no weight"
+    if got is None:
+        note = "your function raised an error or returned nothing usable"
+    elif expected is not None and np.shape(got) != np.shape(expected):
+        note, got = f"your result has shape {list(np.shape(got))}, expected {list(np.shape(expected))}", None
+
+    def image(array):
+        return None if array is None else np.asarray(array, dtype=np.float64)[0].round(4).tolist()
+
+    return {"i": image(first), "j": image(second), "expected": image(expected), "got": image(got), "note": note}
+
+
+# ----------------------------------------------------------------------------- rendering
+
+def render_picture(picture):
+    """A PNG (as a data URI) with batch_i, batch_j, expected, got and |got - expected|."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    panels = [("batch_i", picture["i"]), ("batch_j", picture["j"]), ("expected", picture["expected"]),
+              ("got", picture["got"])]
+    if picture["got"] is not None and picture["expected"] is not None:
+        difference = np.abs(np.array(picture["got"]) - np.array(picture["expected"]))
+        panels.append(("|got - expected|", np.nan_to_num(difference, nan=1e3, posinf=1e3)))
+    images = [np.array(a, dtype=float) for _, a in panels if a is not None]
+    low, high = min(np.nanmin(a) for a in images), max(np.nanmax(a) for a in images)
+    figure, axes = plt.subplots(1, len(panels), figsize=(2.1 * len(panels), 2.4))
+    for axis, (title, array) in zip(np.atleast_1d(axes), panels):
+        axis.set_title(title, fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if array is None:
+            axis.text(0.5, 0.5, "nothing to show", ha="center", va="center", fontsize=8)
+        elif title.startswith("|"):
+            axis.imshow(np.array(array), cmap="Reds", vmin=0, vmax=max(1e-9, float(np.max(array))))
+        else:
+            axis.imshow(np.array(array, dtype=float), cmap="gray", vmin=low, vmax=high)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+STYLE = """
+body { font-family: sans-serif; max-width: 60em; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+.pass { color: #176e2b; } .fail { color: #a4161a; }
+.status { padding: 0.6em 1em; background: #f3f3f3; border-left: 4px solid #888; }
+"""
+
+
+def _escape(value):
+    return html.escape(str(value))
+
+
+def _status_text(status):
+    return STATUS_TEXT.get(status.split(":")[0], "")
+
+
+def _part_html(name, part, row):
+    lines = [f"<h2>{_escape(name)}: {_escape(row[name])} / {_escape(part.get('max', ''))}</h2>"]
+    if part.get("reason"):
+        lines.append(f"<p class='fail'>{_escape(part['reason'])}</p>")
+    lines.append("<table><tr><th>check</th><th>points</th><th>result</th></tr>")
+    for check in part.get("checks", []):
+        verdict_class = "pass" if check.get("passed") else "fail"
+        lines.append(f"<tr><td>{_escape(check['name'])}</td><td>{_escape(check['points'])} / "
+                     f"{_escape(check['max'])}</td><td class='{verdict_class}'>{_escape(check['message'])}</td></tr>")
+    lines.append("</table>")
+    picture = part.get("picture")
+    if picture:
+        caption = "Expected against got on one input (first channel)"
+        if picture.get("note"):
+            caption += f": {picture['note']}"
+        lines.append(f"<figure><img alt='expected against got' src='{render_picture(picture)}'>"
+                     f"<figcaption>{_escape(caption)}</figcaption></figure>")
+    return "\n".join(lines)
+
+
+def feedback_html(submission, row, verdict):
+    """The page for one student (a string)."""
+    status = row["status"]
+    body = [f"<h1>Hand-in 3: feedback for {_escape(submission.student_id)}</h1>",
+            f"<p><b>Total: {_escape(row['total'])} / {_escape(row['max_total'])}</b> "
+            "(autograded parts; the report's answers are graded by hand)</p>",
+            f"<p class='status'>Status: <b>{_escape(status)}</b>. {_escape(_status_text(status))}</p>"]
+    if submission.notes:
+        body.append("<h2>About your files</h2><ul>")
+        body += [f"<li>{_escape(note)}</li>" for note in submission.notes]
+        body.append("</ul>")
+    if submission.origins:
+        body.append(f"<p>Graded from: {_escape(', '.join(submission.origins))}</p>")
+    parts = (verdict or {}).get("parts", {})
+    for name in PARTS:
+        if name in parts:
+            body.append(_part_html(name, parts[name], row))
+        else:
+            body.append(f"<h2>{_escape(name)}: {_escape(row[name])}</h2><p>Not graded (see the status above).</p>")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Feedback {_escape(submission.student_id)}"
+            f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def write_feedback(path, submission, row, verdict):
+    """Write the page atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(feedback_html(submission, row, verdict), encoding="utf-8")
+    partial.replace(path)
