@@ -21,9 +21,16 @@ _T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
          10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
 
 
-def _weight_text(weight):
-    """A weight with at most two decimals and no trailing zeros: 0.5, 0.29, 1."""
-    return f"{weight:.2f}".rstrip("0").rstrip(".")
+def _weight_texts(weight):
+    """Both weights of a blend as short text, precise enough that neither reads as 0 or 1.
+
+    ``0.5 -> ("0.5", "0.5")``, ``0.2934 -> ("0.29", "0.71")``, ``0.003 -> ("0.003", "0.997")``.
+    """
+    smaller = min(weight, 1 - weight)
+    decimals = 2
+    while decimals < 6 and round(smaller, decimals) == 0:
+        decimals += 1
+    return tuple(f"{value:.{decimals}f}".rstrip("0").rstrip(".") for value in (weight, 1 - weight))
 
 
 def _label_name(label, class_names):
@@ -47,7 +54,8 @@ def soft_label_text(interpolation, label_i, label_j, class_names=None):
         return name_i
     if interpolation <= 0.0:
         return name_j
-    return f"{_weight_text(interpolation)}·{name_i} + {_weight_text(1 - interpolation)}·{name_j}"
+    weight_i, weight_j = _weight_texts(interpolation)
+    return f"{weight_i}·{name_i} + {weight_j}·{name_j}"
 
 
 def show_augmentations(images, labels, augmentation, n_classes, n_pairs=4, seed=0, class_names=None):
