@@ -22,10 +22,17 @@ class SubmissionError(ValueError):
     """A student module that cannot be read safely (a symlink, a folder, too large)."""
 
 
+#: The judge's files that decide a verdict; editing any of them invalidates cached verdicts.
+VERDICT_SOURCES = ("cache.py", "checks.py", "core.py", "hidden.py", "points.py", "reference.py", "runner.py")
+
+
 def judge_version():
-    """sha256 of the judge's own source: any change to the judge invalidates cached verdicts."""
+    """sha256 of the judge's verdict-deciding files (:data:`VERDICT_SOURCES`) and the kit's provided modules."""
+    from .. import KIT_ROOT
+    provided = sorted(path for path in (KIT_ROOT / "solutions" / "handin").glob("*.py")
+                      if path.name not in STUDENT_MODULES)  # the kit's own finetune runs in the child
     digest = hashlib.sha256()
-    for path in sorted(JUDGE_DIR.glob("*.py")):
+    for path in [JUDGE_DIR / name for name in VERDICT_SOURCES] + provided:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 

@@ -121,6 +121,14 @@ def judge_part(part, inputs, arrays, notes):
     return graded_part(part, checks.CHECKS[part](part_inputs, plan, arrays, notes))
 
 
+def add_picture(part_verdict, part, inputs, arrays):
+    """Expected-against-got arrays of one input for the feedback page (collage, mixup only)."""
+    from ..feedback import picture_arrays
+    picture = picture_arrays(part, inputs.parts[part][0], arrays)
+    if picture is not None:
+        part_verdict["picture"] = picture
+
+
 def run_child(modules, inputs, parts, limits, sandbox):
     """Run the runner once on ``parts``; ``({part: (arrays, notes)}, RunResult)`` for the finished ones."""
     with tempfile.TemporaryDirectory(prefix="handin3-judge-") as folder:
@@ -157,6 +165,7 @@ def judge_modules(modules, inputs, *, limits=DEFAULT_LIMITS, sandbox=True):
                 verdict[part] = failed_part(part, "invalid_output", REASONS["invalid_output"].format(error=loaded[1]))
             else:
                 verdict[part] = judge_part(part, inputs, *loaded)
+                add_picture(verdict[part], part, inputs, loaded[0])
         if len(finished) < len(remaining):
             stopped = remaining[len(finished)]
             status = result.status if result.status != "ok" else "crashed"

@@ -1,0 +1,72 @@
+"""nbgrader configuration for the hand_in_3 course (copied to the course root by ``build_course``).
+
+What it changes, and why:
+
+* ``Autograde.exclude_overwriting``: nbgrader would overwrite the student's modules with
+  the instructor's copies; the three student modules are excluded, the provided ones
+  are overwritten (students cannot change the kit's training code).
+* ``ResetGradingNotebook`` (sanitize step): a submitted ``grading.ipynb`` is replaced by
+  the instructor's source copy, so cells a student adds to it never run.
+* ``GuardedExecute`` replaces ``Execute``: per-cell timeout, a whole-notebook deadline,
+  kernel restart after a timeout (a loop that swallows KeyboardInterrupt ends as a 0,
+  not a crashed batch), and notebooks without autograded tests are not executed.
+* ``IgnorePattern`` drops every stderr output of the executed cells: warnings never cost points.
+* ``ClearHiddenTests`` in ``GenerateFeedback``: the feedback shows no hidden-test source.
+* Kernels shut down immediately after a notebook.
+
+Environment for the grading kernel (config files are Python; kernels inherit nbgrader's
+environment): ``HANDIN3_KIT`` (where ``autograder/`` lives), and, set by the batch grader,
+``HANDIN3_VERDICTS`` (verdict cache) and ``HANDIN3_SANDBOX`` (``0`` disables the sandbox).
+"""
+import os
+import sys
+from pathlib import Path
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearOutput,
+                                    DeduplicateIds, GetGrades, IgnorePattern, LimitOutput, OverwriteCells,
+                                    OverwriteKernelspec, SaveAutoGrades)
+
+ASSIGNMENT = "hand_in_3"
+COURSE_ROOT = Path(__file__).resolve().parent
+
+
+def find_kit():
+    """The kit root: ``$HANDIN3_KIT``, else a parent of this file or of the venv that holds ``autograder/cell.py``."""
+    if os.environ.get("HANDIN3_KIT"):
+        return Path(os.environ["HANDIN3_KIT"]).resolve()
+    for folder in [*Path(__file__).resolve().parents, *Path(sys.prefix).resolve().parents]:
+        if (folder / "autograder" / "cell.py").is_file():
+            return folder
+    raise RuntimeError(f"{__file__}: cannot find the course kit; set HANDIN3_KIT to the folder that holds autograder/")
+
+
+KIT = find_kit()
+os.environ["HANDIN3_KIT"] = str(KIT)
+if str(KIT) not in sys.path:
+    sys.path.insert(0, str(KIT))
+
+from autograder import STUDENT_MODULES  # noqa: E402
+from autograder.judge.preprocessors import GuardedExecute, ResetGradingNotebook  # noqa: E402
+
+c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
+
+c.Autograde.exclude_overwriting = {ASSIGNMENT: [f"handin/{name}" for name in STUDENT_MODULES]}
+
+c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, ResetGradingNotebook,
+                                      OverwriteCells, CheckCellMetadata]
+c.ResetGradingNotebook.source_notebook = str(COURSE_ROOT / "source" / ASSIGNMENT / "grading.ipynb")
+
+c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.GuardedExecute.timeout = 360           # one uncached judge run fits (5 children x 60 s at worst)
+c.GuardedExecute.notebook_timeout = 900  # the whole notebook
+c.GuardedExecute.interrupt_on_timeout = True
+c.GuardedExecute.shutdown_kernel = "immediate"
+c.GuardedExecute.kernel_name = "python3"
+
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"(?s)."       # any stderr text
+
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+c.ClearHiddenTests.enforce_metadata = True
