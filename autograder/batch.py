@@ -20,6 +20,7 @@ itself cannot run (no bubblewrap without --no-sandbox, bad arguments, nbgrader f
 """
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -101,7 +102,7 @@ def prepare_course(results):
                           "autograder/grading.ipynb")
 
 
-def judge_all(submissions, results, workers, use_sandbox, force, progress):
+def judge_all(submissions, results, workers, use_sandbox, force, progress, time_limit=None):
     """Judge the students whose verdict is not cached yet (or all with ``force``), ``workers`` at a time.
 
     The work happens in sandboxed children, so threads suffice here; each verdict is
@@ -111,7 +112,7 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress):
         the student ids judged in this run.
     """
     from .judge import cache
-    from .judge.core import HiddenInputs, judge_submission
+    from .judge.core import DEFAULT_LIMITS, HiddenInputs, judge_submission
 
     todo = [s for s in submissions
             if force or cache.load_cached(handin_of(results, s), cache_dir=results.verdicts) is None]
@@ -122,11 +123,13 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress):
     if not todo:
         return []
     inputs = HiddenInputs()
+    limits = DEFAULT_LIMITS if time_limit is None else dataclasses.replace(
+        DEFAULT_LIMITS, wall_seconds=time_limit, cpu_seconds=int(time_limit))
 
     def one(submission):
         handin = handin_of(results, submission)
         try:
-            verdict = judge_submission(handin, sandbox=use_sandbox, inputs=inputs)
+            verdict = judge_submission(handin, sandbox=use_sandbox, inputs=inputs, limits=limits)
         except Exception as error:  # a bug or resource problem in the grader itself: report, keep going
             progress.write(f"{submission.student_id}: the judge failed: {type(error).__name__}: {error}")
             return submission
@@ -144,15 +147,17 @@ def handin_of(results, submission):
     return results.submitted(submission.student_id) / "handin"
 
 
-def nbgrader_environment(results):
+def nbgrader_environment(results, use_sandbox):
+    """nbgrader runs ``alembic`` by PATH; the grade cells find the kit and the verdicts through these."""
     environment = dict(os.environ)
+    environment["HANDIN3_KIT"] = str(KIT_ROOT)
+    environment["HANDIN3_SANDBOX"] = "1" if use_sandbox else "0"
     environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(KIT_ROOT), environment.get("PYTHONPATH")]))
     environment[VERDICTS_ENV] = str(results.verdicts)
     return environment
 
 
-def autograde(results, student_ids):
+def autograde(results, student_ids, use_sandbox):
     """ONE real ``nbgrader autograde hand_in_3`` for the given students (their old results are removed).
 
     nbgrader skips students that already have an autograded folder, so removing
@@ -162,10 +167,8 @@ def autograde(results, student_ids):
         return
     for student_id in student_ids:
         shutil.rmtree(results.autograded(student_id), ignore_errors=True)
-    command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT,
-               f"--CourseDirectory.root={results.course}",
-               f"--config={KIT_ROOT / 'autograder' / 'batch_nbgrader_config.py'}"]
-    done = subprocess.run(command, cwd=results.course, env=nbgrader_environment(results),
+    command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, f"--CourseDirectory.root={results.course}"]
+    done = subprocess.run(command, cwd=results.course, env=nbgrader_environment(results, use_sandbox),
                           capture_output=True, text=True)
     (results.root / "nbgrader-autograde.log").write_text(done.stdout + done.stderr)
     missing = [s for s in student_ids if not results.autograded(s).is_dir()]
@@ -199,14 +202,8 @@ def max_scores():
 RUN_STATUSES = ("timeout", "memory_limit", "crashed", "import_error", "unreadable", "invalid_output")
 
 
-def final_status(submission, verdict):
-    """The CSV status: a collection problem first, else how the student's code ran.
-
-    An import error (an exception while importing a module) is reported as ``crashed``;
-    the feedback gives the exception.
-    """
-    if submission.status != "ok":
-        return submission.status
+def run_status(verdict):
+    """How the student's code ran, from the judge's part statuses (import errors count as crashed)."""
     if verdict is None:
         return "crashed"
     statuses = {part.get("status") for part in verdict.get("parts", {}).values()}
@@ -214,6 +211,16 @@ def final_status(submission, verdict):
         if status in statuses:
             return "crashed" if status in ("import_error", "unreadable", "invalid_output") else status
     return "ok"
+
+
+def final_status(submission, verdict):
+    """The CSV status: problems with the files first, then how the code ran; a missing report comes last."""
+    if not submission.gradable:
+        return submission.status
+    ran = run_status(verdict)
+    if submission.status == f"missing_file:{collecting.REPORT}" and ran != "ok":
+        return ran
+    return submission.status if submission.status != "ok" else ran
 
 
 def write_csv(results, submissions, scores, verdicts):
@@ -243,7 +250,7 @@ def _points(value):
 # ----------------------------------------------------------------------------- the command
 
 def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_regexp=collecting.LMS_REGEXP,
-          quiet=False):
+          time_limit=None, quiet=False):
     """Grade every submission in ``submissions_dir`` into ``out``; returns the CSV rows."""
     from tqdm import tqdm
 
@@ -268,13 +275,13 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
         for submission in gradable:  # cheap, and the copies must match what was handed in now
             collecting.normalize(submission, results.course, results.release)
         with tqdm(total=len(gradable), desc="judging", unit="student", disable=quiet, dynamic_ncols=True) as bar:
-            judged = judge_all(gradable, results, workers, use_sandbox, force, bar)
+            judged = judge_all(gradable, results, workers, use_sandbox, force, bar, time_limit)
         done = read_json(results.autograded_keys) or {}
         keys = {s.student_id: verdict_key(results, s) for s in gradable}
         autograde_ids = sorted(set(judged) | {i for i, key in keys.items() if done.get(i) != key})
         if not quiet and autograde_ids:
             print(f"nbgrader autograde: {len(autograde_ids)} student(s) in one run", file=sys.stderr)
-        autograde(results, autograde_ids)
+        autograde(results, autograde_ids, use_sandbox)
         done.update({i: keys[i] for i in autograde_ids})
         write_atomically(results.autograded_keys, json.dumps(done, indent=1, sort_keys=True))
 
@@ -317,6 +324,8 @@ def parse_args(argv):
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run student code WITHOUT isolation (development only, trusted code only)")
     parser.add_argument("--workers", type=int, default=2, help="judge processes in parallel (default 2)")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="wall-clock and CPU seconds for one student's code run (default: the judge's, 90)")
     parser.add_argument("--lms-regexp", default=collecting.LMS_REGEXP,
                         help="regexp with (?P<student_id>) and (?P<file_id>) for LMS bulk downloads")
     return parser.parse_args(argv)
@@ -327,7 +336,7 @@ def main(argv):
     started = time.monotonic()
     try:
         rows = grade(options.submissions, options.out, force=options.force, use_sandbox=not options.no_sandbox,
-                     workers=options.workers, lms_regexp=options.lms_regexp)
+                     workers=options.workers, lms_regexp=options.lms_regexp, time_limit=options.time_limit)
     except (sandbox.SandboxUnavailable, GraderError) as error:
         print(f"grade: {error}", file=sys.stderr)
         return 2

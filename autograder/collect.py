@@ -111,13 +111,14 @@ def _examine(student_id, candidates):
         submission.fail("empty_submission", f"{origin} holds none of the expected files "
                         f"({', '.join(KNOWN_FILES)}), at most two folders deep.")
         return submission
-    for name in KNOWN_FILES:
+    for name in STUDENT_MODULES:
         if name not in submission.files:
-            fallback = " The released stub was graded in its place." if name.endswith(".py") else ""
-            submission.fail(f"missing_file:{name}", f"{name} is missing.{fallback}")
+            submission.fail(f"missing_file:{name}", f"{name} is missing. The released stub was graded in its place.")
     for name in STUDENT_MODULES:
         if name in submission.files:
             _check_python(submission, name)
+    if REPORT not in submission.files:  # last: the report is graded by hand, code problems matter more
+        submission.fail(f"missing_file:{REPORT}", f"{REPORT} is missing: its questions get 0 points.")
     return submission
 
 
