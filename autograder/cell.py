@@ -28,7 +28,7 @@ from pathlib import Path
 KIT_ENV = "HANDIN3_KIT"
 SANDBOX_ENV = "HANDIN3_SANDBOX"
 #: Upper bound for one uncached judge run (every part crashing and timing out in turn).
-JUDGE_TIMEOUT_SECONDS = 600
+JUDGE_TIMEOUT_SECONDS = 660
 
 
 class HiddenTestFailure(Exception):

@@ -59,8 +59,8 @@ c.ResetGradingNotebook.source_notebook = str(COURSE_ROOT / "source" / ASSIGNMENT
 
 c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-c.GuardedExecute.timeout = 360           # one uncached judge run fits (5 children x 60 s at worst)
-c.GuardedExecute.notebook_timeout = 900  # the whole notebook
+c.GuardedExecute.timeout = 700           # one uncached judge run fits (cell.JUDGE_TIMEOUT_SECONDS)
+c.GuardedExecute.notebook_timeout = 1200  # the whole notebook
 c.GuardedExecute.interrupt_on_timeout = True
 c.GuardedExecute.shutdown_kernel = "immediate"
 c.GuardedExecute.kernel_name = "python3"

@@ -15,6 +15,7 @@ This process never imports student code. Per submission:
 import json
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import zipfile
@@ -31,12 +32,14 @@ from .points import PARTS, POINTS, part_max
 RUNNER = Path(__file__).resolve().parent / "runner.py"
 PROVIDED_SOURCE = KIT_ROOT / "solutions" / "handin"
 MAX_OUTPUT_BYTES = 64 * 2**20
-DEFAULT_LIMITS = Limits(wall_seconds=90, cpu_seconds=90, memory_bytes=3 * 2**30)
+#: A correct submission needs about 5 s of CPU per child. CPU time catches busy loops even on a
+#: loaded machine; the wall limit (for sleeping code) is generous so that load never costs points.
+DEFAULT_LIMITS = Limits(wall_seconds=120, cpu_seconds=60, memory_bytes=3 * 2**30)
 
 REASONS = {
     "crashed": "the process running your code ended (exit code {code}) during this part, "
                "e.g. sys.exit, os._exit or a crash in your module",
-    "timeout": "your code did not finish within the time limit ({seconds:g} s): an endless loop?",
+    "timeout": "your code did not finish within the time limit ({seconds:g} s of CPU time): an endless loop?",
     "memory_limit": "your code used more memory than allowed",
     "missing": "handin/{module} is missing from the submission",
     "unreadable": "{error}",
@@ -135,8 +138,8 @@ def run_child(modules, inputs, parts, limits, sandbox):
         scratch = Path(folder)
         prepare_scratch(scratch, modules, inputs, parts)
         out_name = f"out-{secrets.token_hex(8)}"
-        result = run_isolated([sys.executable, "-I", "runner.py", out_name, *parts], scratch, limits,
-                              sandbox=sandbox)
+        (scratch / "inputs" / "out_name").write_text(out_name)
+        result = run_isolated([sys.executable, "-I", "runner.py", *parts], scratch, limits, sandbox=sandbox)
         finished = {}
         for part in parts:
             try:
@@ -147,6 +150,13 @@ def run_child(modules, inputs, parts, limits, sandbox):
                 break
             finished[part] = loaded
         return finished, result
+
+
+def child_status(result):
+    """Why a child stopped early: ``timeout`` (wall clock or CPU limit), ``memory_limit`` or ``crashed``."""
+    if result.timed_out or result.returncode == -signal.SIGXCPU:
+        return "timeout"
+    return "memory_limit" if result.memory_exceeded else "crashed"
 
 
 def judge_modules(modules, inputs, *, limits=DEFAULT_LIMITS, sandbox=True):
@@ -168,9 +178,9 @@ def judge_modules(modules, inputs, *, limits=DEFAULT_LIMITS, sandbox=True):
                 add_picture(verdict[part], part, inputs, loaded[0])
         if len(finished) < len(remaining):
             stopped = remaining[len(finished)]
-            status = result.status if result.status != "ok" else "crashed"
+            status = child_status(result)
             verdict[stopped] = failed_part(stopped, status, REASONS[status].format(
-                code=result.returncode, seconds=limits.wall_seconds))
+                code=result.returncode, seconds=limits.cpu_seconds))
         remaining = remaining[len(finished) + 1:]
     return {part: verdict[part] for part in PARTS}
 

@@ -7,11 +7,13 @@ numeric arrays and ``.json``) that the judge validates and compares outside.
 
 Usage (by the judge only)::
 
-    python -I runner.py OUT_DIR PART [PART ...]
+    python -I runner.py PART [PART ...]
 
-``OUT_DIR`` is a fresh random name chosen by the judge at run time. For every part,
-in order, the runner writes ``OUT_DIR/<part>.json`` (errors and names) and then
-``OUT_DIR/<part>.npz`` (the arrays), each atomically; a part counts as finished
+The output folder is a fresh random name chosen by the judge at run time; the runner
+reads it from ``inputs/out_name`` and deletes that file before any student module is
+imported (so it is not in ``sys.argv`` for student code to find). For every part,
+in order, the runner writes ``<out>/<part>.json`` (errors and names) and then
+``<out>/<part>.npz`` (the arrays), each atomically; a part counts as finished
 when its ``.npz`` exists. Student modules are imported only after ``OUT_DIR`` is
 created, and each part imports only the modules it needs, so a module that
 crashes at import costs only the parts that use it.
@@ -289,7 +291,9 @@ PARTS = {
 
 
 def main(argv):
-    out_dir, parts = Path(argv[0]), argv[1:]
+    name_file = INPUTS / "out_name"
+    out_dir, parts = HERE / name_file.read_text().strip(), argv
+    name_file.unlink()
     out_dir.mkdir()
     torch.set_num_threads(1)
     for part in parts:
