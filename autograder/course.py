@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 
 from . import ASSIGNMENT, KIT_ROOT
-from .gate import IGNORED_NAMES, check_release, release_files
+from .gate import IGNORED_NAMES, check_release, release_files, secret_and_public_lines
 
 SOLUTIONS_DIR = KIT_ROOT / "solutions"
 GRADING_NOTEBOOK = KIT_ROOT / "autograder" / "grading.ipynb"
@@ -87,6 +87,8 @@ def build_course(course_root, force=True, solutions_dir=SOLUTIONS_DIR, grading_n
     course_root = Path(course_root).resolve()
     if not force and (release_dir(course_root) / "handin").is_dir():
         return course_root
+    # Fail before the slow nbgrader run if the sources' delimiters do not pair up.
+    secret_and_public_lines(solutions_dir, grading_notebook)
     lay_out_source(course_root, Path(solutions_dir), Path(grading_notebook), Path(nbgrader_config))
     generate_assignment(course_root)
     for module in sorted(release_dir(course_root).glob("handin/*.py")):

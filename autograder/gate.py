@@ -35,6 +35,10 @@ class ReleaseLeakError(RuntimeError):
     """A generated release contains a marker, a solution line or hidden-test text."""
 
 
+class UnbalancedMarkersError(ReleaseLeakError):
+    """A source file's delimiters do not pair up, so its secret regions are unknown."""
+
+
 @dataclass(frozen=True)
 class Leak:
     """One offending line of a generated file."""
@@ -95,18 +99,29 @@ def split_regions(source, begin, end, whole_is_secret=False):
 
     Returns:
         (secret, public): two lists of lines, delimiter lines excluded.
+
+    Raises:
+        UnbalancedMarkersError: a region is nested, never closed, or closed
+            without being opened (a misspelled delimiter would otherwise turn a
+            secret region into public text).
     """
     lines = source.split("\n")
     if whole_is_secret and not any(begin in line for line in lines):
         return lines, []
-    secret, public, inside = [], [], False
-    for line in lines:
+    secret, public, opened_at = [], [], None
+    for number, line in enumerate(lines, start=1):
         if begin in line:
-            inside = True
+            if opened_at is not None:
+                raise UnbalancedMarkersError(f"line {number}: {begin!r} inside the region opened on line {opened_at}")
+            opened_at = number
         elif end in line:
-            inside = False
+            if opened_at is None:
+                raise UnbalancedMarkersError(f"line {number}: {end!r} without a {begin!r} before it")
+            opened_at = None
         else:
-            (secret if inside else public).append(line)
+            (secret if opened_at is not None else public).append(line)
+    if opened_at is not None:
+        raise UnbalancedMarkersError(f"line {opened_at}: {begin!r} is never closed by {end!r}")
     return secret, public
 
 
@@ -131,7 +146,12 @@ def secret_and_public_lines(solutions_dir, grading_notebook=None):
     for path, (begin, end), kind in sources:
         for prefix, text, cell in file_chunks(path):
             whole = kind == "solution line" and _is_solution_cell(cell)
-            secret_lines, public_lines = split_regions(text, begin, end, whole_is_secret=whole)
+            try:
+                secret_lines, public_lines = split_regions(text, begin, end, whole_is_secret=whole)
+            except UnbalancedMarkersError as error:
+                raise UnbalancedMarkersError(
+                    f"release gate: unbalanced markers in {path}, {prefix}{error}. Fix the delimiters "
+                    "(nbgrader matches them exactly) and regenerate.") from None
             public.update(squeeze(line) for line in public_lines)
             for line in secret_lines:
                 secrets.setdefault(squeeze(line), (kind, f"{path.name} {prefix}".strip(", ")))
