@@ -1,0 +1,5 @@
+"""Hand-in 3: pre-training, finetuning and data augmentation.
+
+Modules you complete: ``augmentations``, ``network``, ``utils``.
+Provided modules: ``data``, ``training``, ``plotting``, ``checks``.
+"""

@@ -1,0 +1,123 @@
+"""Augmentations that blend two images into one training sample.
+
+An augmentation takes two single images, each a numpy array ``[C, H, W]``, and
+returns ``(result, interpolation)``: the blended image and the weight that the
+first image's label gets in the soft label. :func:`augment` applies one to a
+whole batch and builds the soft labels.
+"""
+import numpy as np
+import torch
+
+from .utils import one_hot
+
+
+def no_aug(batch_i, batch_j):
+    """Return ``batch_i`` unchanged: its label gets all the weight.
+
+    Args:
+        batch_i: image ``[C, H, W]``.
+        batch_j: image ``[C, H, W]``, ignored.
+
+    Returns:
+        result: a copy of ``batch_i``, ``[C, H, W]``.
+        interpolation: 1.0.
+    """
+    return np.copy(batch_i), 1.0
+
+
+def collage(batch_i, batch_j):
+    """Glue the quarters of two square images into one image.
+
+    The top-left and bottom-right quarters come from ``batch_j``; the top-right
+    and bottom-left quarters come from ``batch_i``::
+
+        +-----+-----+
+        |  j  |  i  |
+        +-----+-----+
+        |  i  |  j  |
+        +-----+-----+
+
+    Args:
+        batch_i: image ``[C, H, W]`` with ``H == W`` and ``H`` even. Not modified.
+        batch_j: image ``[C, H, W]``, same shape. Not modified.
+
+    Returns:
+        result: float array ``[C, H, W]``, a new array.
+        interpolation: 0.5, since each image covers half of the pixels.
+    """
+    # *****START OF YOUR CODE*****
+    # YOUR CODE HERE
+    raise NotImplementedError()
+    # *****END OF YOUR CODE*****
+    return result, interpolation
+
+
+def mixup(batch_i, batch_j, alpha=0.3):
+    """Blend two images pixel by pixel with a random weight.
+
+    The weight ``interpolation`` is drawn from Beta(alpha, alpha) for you;
+    with alpha < 1 it is usually close to 0 or 1.
+
+    Args:
+        batch_i: image ``[C, H, W]``. Not modified.
+        batch_j: image ``[C, H, W]``, same shape. Not modified.
+        alpha: both shape parameters of the Beta distribution.
+
+    Returns:
+        result: ``interpolation * batch_i + (1 - interpolation) * batch_j``, ``[C, H, W]``.
+        interpolation: the weight of ``batch_i``, a float in [0, 1].
+    """
+    interpolation = np.random.beta(alpha, alpha)
+    # *****START OF YOUR CODE*****
+    # YOUR CODE HERE
+    raise NotImplementedError()
+    # *****END OF YOUR CODE*****
+    return result, interpolation
+
+
+AUGMENTATION_DICT = {"none": no_aug, "collage": collage, "mixup": mixup}
+
+
+def random_partners(batch_size):
+    """Pick, for every position of a batch, a *different* random position.
+
+    Args:
+        batch_size: ``B``.
+
+    Returns:
+        partners: int array ``[B]`` with ``partners[b] != b`` whenever ``B > 1``.
+        A batch of one image has no other image, so it is its own partner.
+    """
+    if batch_size == 1:
+        return np.zeros(1, dtype=np.int64)
+    # A shift in 1..B-1 (mod B) can never land on the position itself.
+    shifts = np.random.randint(1, batch_size, size=batch_size)
+    return (np.arange(batch_size) + shifts) % batch_size
+
+
+def augment(augmentation, batch, labels, n_classes):
+    """Blend every image of a batch with another random image of the same batch.
+
+    Args:
+        augmentation: a key of ``AUGMENTATION_DICT`` ("none", "collage" or
+            "mixup"), or a function with the same signature as :func:`collage`.
+        batch: images, float tensor ``[B, C, H, W]``.
+        labels: class indices, long tensor ``[B]``.
+        n_classes: ``K``, the number of classes of the soft labels.
+
+    Returns:
+        new_batch: blended images, tensor ``[B, C, H, W]`` with ``batch``'s dtype.
+        soft_labels: tensor ``[B, K]``; row ``b`` is
+            ``t_b * one_hot(labels[b]) + (1 - t_b) * one_hot(labels[partner_b])``
+            where ``t_b`` is the interpolation returned for image ``b``.
+    """
+    combine = AUGMENTATION_DICT[augmentation] if isinstance(augmentation, str) else augmentation
+    partners = random_partners(len(batch))
+    images = batch.detach().cpu().numpy()
+    blended, weights = zip(*(combine(images[b], images[p]) for b, p in enumerate(partners)))
+
+    new_batch = torch.as_tensor(np.stack(blended), dtype=batch.dtype)
+    weight = torch.tensor(weights, dtype=batch.dtype).unsqueeze(1)
+    soft_labels = (weight * one_hot(labels, n_classes, dtype=batch.dtype)
+                   + (1 - weight) * one_hot(labels[torch.from_numpy(partners)], n_classes, dtype=batch.dtype))
+    return new_batch, soft_labels
