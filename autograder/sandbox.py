@@ -30,11 +30,13 @@ copied back (symlinks are never followed) and the tmpfs is unmounted.
 ``sandbox=False`` runs the same command as a plain subprocess with the same
 timeout and output caps: for development only.
 """
+import atexit
 import ctypes
 import ctypes.util
 import errno
 import fcntl
 import itertools
+import json
 import os
 import resource
 import shutil
@@ -265,6 +267,13 @@ class _Cgroup:
         """The ``cgroup.procs`` paths a new process writes its pid into to join."""
         return [str(folder / "cgroup.procs") for folder in self.dirs]
 
+    def oom_kills(self):
+        """How many processes the cgroup's OOM killer has killed so far."""
+        if not self.dirs:
+            return 0
+        oom = (self.dirs[0] / "memory.oom_control").read_text()
+        return next((int(line.split()[1]) for line in oom.splitlines() if line.startswith("oom_kill ")), 0)
+
     def memory_exceeded(self):
         if not self.dirs:
             return False
@@ -423,8 +432,14 @@ def sandbox_env(workdir, extra=None):
     return env
 
 
-def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, readonly_binds=()):
-    """The full command line: bwrap's mounts and namespaces, then setpriv, then ``argv``."""
+def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, readonly_binds=(), warm=False):
+    """The full command line: bwrap's mounts and namespaces, then setpriv, then ``argv``.
+
+    ``warm=True`` builds the long-lived sandbox of the warm runner instead: no uid drop
+    (its server forks and drops each child itself, so it keeps CAP_SETUID/CAP_SETGID),
+    ``/tmp`` and ``/dev/shm`` not writable for the children, and a private tmpfs
+    ``/sandbox/out`` for the children's output.
+    """
     args = [bubblewrap_path(), "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
     if _is_root():
@@ -443,15 +458,21 @@ def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, rea
     for bind in readonly_binds:
         source, target = bind if isinstance(bind, (tuple, list)) else (bind, bind)
         args += _mkdirs_0755(target) + ["--ro-bind", str(source), str(target)]
+    tmp_perms = "0755" if warm else "1777"
     args += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp",
-             "--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/dev/shm"]
+             "--size", str(limits.tmp_bytes), "--perms", tmp_perms, "--tmpfs", "/tmp",
+             "--size", str(limits.tmp_bytes), "--perms", tmp_perms, "--tmpfs", "/dev/shm"]
+    if warm:
+        args += ["--cap-add", "CAP_KILL",  # the server kills every leftover process of the child's uid
+                 "--perms", "0755", "--dir", "/sandbox",
+                 "--size", str(2 * limits.output_bytes + limits.file_size_bytes), "--perms", "0700",
+                 "--tmpfs", WARM_OUTPUT]
     args += _mkdirs_0755(workdir) + ["--bind", str(scratch_path), str(workdir), "--chdir", str(workdir)]
     args += ["--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
     args += ["--seccomp", str(seccomp_fd), "--"]
-    if _is_root():
+    if _is_root() and not warm:
         args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
                  "--inh-caps=-all", "--bounding-set=-all"]
     return args + [str(a) for a in argv]
@@ -479,6 +500,146 @@ def _child_setup(rlimits, cgroup_procs):
         for kind, value in rlimits:
             resource.setrlimit(kind, (value, value))
     return setup
+
+
+# ----------------------------------------------------------------------------- the warm runner
+
+WARM_WORKDIR = "/sandbox/work"
+WARM_OUTPUT = "/sandbox/out"
+WARM_TMP = ".tmp"  # the child's HOME and TMPDIR, inside its scratch (the sandbox's /tmp is not writable)
+ZYGOTE = Path(__file__).resolve().parent / "zygote.py"
+#: Modules the warm runner imports once; every child starts with them loaded.
+WARM_PRELOAD = ("numpy", "torch", "torch.nn.functional")
+WARM_MEMORY_OVERHEAD = 1 * GiB  # the server's own pages (torch) count in the slot's cgroup too
+_warm_runners = {}
+
+
+def _warm_usable(argv, readonly_binds=()):
+    """Warm runs need root (cgroups, uid drop), ``HANDIN3_WARM`` not ``0``, and a ``python -I script`` command."""
+    return (_is_root() and _cgroup_usable() and os.environ.get("HANDIN3_WARM", "1") != "0"
+            and not readonly_binds and len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-I"
+            and not argv[2].startswith("-") and not Path(argv[2]).is_absolute())
+
+
+def _warm_runner(slot, limits):
+    runner = _warm_runners.get(slot.number)
+    if runner is None or not runner.alive(limits):
+        if runner is not None:
+            runner.close()
+        runner = _warm_runners[slot.number] = _WarmRunner(slot, limits)
+    return runner
+
+
+class _WarmRunner:
+    """A long-lived sandbox for one slot whose trusted server (:mod:`autograder.zygote`) forks each run.
+
+    Same namespaces, binds, seccomp filter and cgroups as a cold run; the differences:
+    the scratch is the slot's tmpfs mounted at ``/sandbox/work`` (wiped and refilled by
+    this process for every run), and the uid drop, rlimits and wall clock are applied
+    by the server to each forked child. Between runs the server kills every process of
+    the slot's uid and this process wipes the scratch, so nothing of one student is left
+    for the next.
+    """
+
+    def __init__(self, slot, limits):
+        self.uid, self.limits = slot.uid, limits
+        name = f"{CGROUP_PREFIX}{os.getpid()}-warm{slot.number}"
+        server_limits = Limits(**{**limits.__dict__, "memory_bytes": limits.memory_bytes + WARM_MEMORY_OVERHEAD,
+                                  "max_processes": limits.max_processes + 16, "cpu_seconds": 10**7})
+        self.cgroup = _Cgroup(name, server_limits)
+        self.scratch = _Scratch(Path(tempfile.mkdtemp(prefix="handin3-warm-")), name, limits, self.uid)
+        seccomp_fd = os.open(seccomp_program(), os.O_RDONLY)
+        try:
+            command = bwrap_command([sys.executable, "-I", "/sandbox/zygote.py", ",".join(WARM_PRELOAD)],
+                                    WARM_WORKDIR, self.scratch.host_path, limits, sandbox_env(WARM_WORKDIR),
+                                    seccomp_fd, self.uid, [(ZYGOTE, "/sandbox/zygote.py")], warm=True)
+            rlimits = [(k, v) for k, v in _rlimits(server_limits) if k not in (resource.RLIMIT_CPU,)]
+            self.process = subprocess.Popen(command, cwd="/", env={"PATH": "/usr/bin:/bin"},
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=subprocess.DEVNULL, pass_fds=(seccomp_fd,),
+                                            start_new_session=True,
+                                            preexec_fn=_child_setup(rlimits, self.cgroup.procs_files))
+        finally:
+            os.close(seccomp_fd)
+        if self._read_line(120) != "ready":
+            self.close()
+            raise SandboxUnavailable("the warm runner did not start; set HANDIN3_WARM=0 to run cold")
+        for folder in self.cgroup.dirs[:1]:  # the OOM killer must pick the children, never the server
+            for pid in (folder / "cgroup.procs").read_text().split():
+                _write(f"/proc/{pid}/oom_score_adj", -1000, ignore_errors=True)
+
+    def alive(self, limits):
+        return self.process.poll() is None and limits == self.limits
+
+    def _read_line(self, timeout):
+        import select
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        return self.process.stdout.readline().decode().strip() if ready else None
+
+    def run(self, argv, workdir, limits, readonly_binds=(), env=None):
+        start = time.monotonic()
+        scratch = self.scratch.host_path
+        _empty(scratch)
+        _copy_tree(workdir, scratch, limits.scratch_bytes)
+        (scratch / WARM_TMP).mkdir(exist_ok=True)
+        for path in [scratch, *scratch.rglob("*")]:
+            os.lchown(path, self.uid, self.uid)
+        child_env = sandbox_env(WARM_WORKDIR, {"HOME": f"{WARM_WORKDIR}/{WARM_TMP}", "TMPDIR": f"{WARM_WORKDIR}/{WARM_TMP}",
+                                               "MPLCONFIGDIR": f"{WARM_WORKDIR}/{WARM_TMP}",
+                                               "IPYTHONDIR": f"{WARM_WORKDIR}/{WARM_TMP}", **(env or {})})
+        request = {"argv": [str(a) for a in argv[2:]], "cwd": WARM_WORKDIR, "env": child_env, "uid": self.uid,
+                   "rlimits": _rlimits(limits), "wall_seconds": limits.wall_seconds,
+                   "output_bytes": limits.output_bytes}
+        kills_before = self.cgroup.oom_kills()
+        try:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+            line = self._read_line(limits.wall_seconds + 30)
+            reply = json.loads(line) if line else None
+        except (OSError, ValueError):
+            reply = None
+        if reply is None:  # the server itself hung or died: start afresh next time
+            self.close()
+            result = RunResult(-9, True, False, "", "the sandbox stopped answering", False, time.monotonic() - start)
+        else:
+            result = RunResult(reply["returncode"], reply["timed_out"], False, reply["stdout"], reply["stderr"],
+                               reply["truncated"], time.monotonic() - start)
+            if result.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+                result.timed_out = True
+            oom = self.cgroup.oom_kills() > kills_before
+            result.memory_exceeded = result.returncode != 0 and (oom or "MemoryError" in result.stderr[-2000:])
+        shutil.rmtree(scratch / WARM_TMP, ignore_errors=True)
+        _copy_tree(scratch, workdir, limits.file_size_bytes)
+        _empty(scratch)
+        return result
+
+    def close(self):
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, AttributeError):
+            pass
+        if hasattr(self, "process"):
+            self.process.wait()
+        self.cgroup.kill_all()
+        self.scratch.copy_back_and_remove(0)
+        shutil.rmtree(self.scratch.workdir, ignore_errors=True)
+        self.cgroup.remove()
+
+
+def _empty(folder):
+    for path in Path(folder).iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+@atexit.register
+def close_warm_runners():
+    """Stop every warm runner of this process (also called at exit)."""
+    for runner in list(_warm_runners.values()):
+        runner.close()
+    _warm_runners.clear()
 
 
 # ----------------------------------------------------------------------------- output capture
@@ -530,6 +691,9 @@ def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=()
         return _run(argv, workdir, limits, cwd=workdir, env={**os.environ, **sandbox_env(workdir, env),
                                                               "PATH": os.environ.get("PATH", "")})
     check_sandbox_support()
+    if _warm_usable(argv, readonly_binds):
+        with _Slot() as slot:
+            return _warm_runner(slot, limits).run(argv, workdir, limits, readonly_binds, env)
     name = f"{CGROUP_PREFIX}{os.getpid()}-{next(_run_counter)}"
     program = seccomp_program()
     with _Slot() as slot:
