@@ -32,10 +32,8 @@ def test_committed_release_equals_a_fresh_regeneration(course, tmp_path):
     assert differences == [], "run `make release` and commit handin/ and notebooks/:\n" + "\n".join(differences)
 
 
-def test_check_command_lists_exactly_the_differing_files(tmp_path):
-    kit = tmp_path / "kit"
-    for folder in ("handin", "notebooks"):
-        shutil.copytree(KIT_ROOT / folder, kit / folder, ignore=shutil.ignore_patterns("__pycache__"))
+def test_check_command_lists_exactly_the_differing_files(course, tmp_path):
+    kit = stage_release(course, tmp_path / "kit")  # a fresh release, then two edits by hand
     with open(kit / "handin" / "utils.py", "a") as module:
         module.write("# an edit by hand\n")
     (kit / "notebooks" / "stale.ipynb").write_text("{}")
