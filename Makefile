@@ -6,7 +6,9 @@ PY := $(VENV)/bin/python
 .PHONY: setup demo test release
 
 setup: $(VENV)/.installed
-	@command -v bwrap >/dev/null || (apt-get install -y bubblewrap || (apt-get update && apt-get install -y bubblewrap))
+	@# the sandbox: bubblewrap, plus libseccomp (its filter) and setpriv (util-linux), present on Debian
+	@command -v bwrap >/dev/null && ldconfig -p | grep -q libseccomp.so.2 || \
+		(apt-get install -y bubblewrap libseccomp2 || (apt-get update && apt-get install -y bubblewrap libseccomp2))
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
