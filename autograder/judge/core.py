@@ -39,7 +39,7 @@ DEFAULT_LIMITS = Limits(wall_seconds=120, cpu_seconds=60, memory_bytes=3 * 2**30
 REASONS = {
     "crashed": "the process running your code ended (exit code {code}) during this part, "
                "e.g. sys.exit, os._exit or a crash in your module",
-    "timeout": "your code did not finish within the time limit ({seconds:g} s of CPU time): an endless loop?",
+    "timeout": "your code was stopped at the time limit ({seconds:g} s of CPU time) or killed: an endless loop?",
     "memory_limit": "your code used more memory than allowed",
     "missing": "handin/{module} is missing from the submission",
     "unreadable": "{error}",
@@ -154,9 +154,11 @@ def run_child(modules, inputs, parts, limits, sandbox):
 
 def child_status(result):
     """Why a child stopped early: ``timeout`` (wall clock or CPU limit), ``memory_limit`` or ``crashed``."""
-    if result.timed_out or result.returncode == -signal.SIGXCPU:
-        return "timeout"
-    return "memory_limit" if result.memory_exceeded else "crashed"
+    if result.memory_exceeded:
+        return "memory_limit"
+    # The CPU rlimit ends the child with SIGXCPU or SIGKILL (bubblewrap reports 128 + signal).
+    killed = {-signal.SIGXCPU, 128 + signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGKILL}
+    return "timeout" if result.timed_out or result.returncode in killed else "crashed"
 
 
 def judge_modules(modules, inputs, *, limits=DEFAULT_LIMITS, sandbox=True):

@@ -10,9 +10,11 @@
   instructor's source copy before anything runs, so extra cells a student adds to it
   never execute in the grading kernel.
 """
+import math
 from time import monotonic
 
 import nbformat
+from nbclient.util import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
@@ -60,7 +62,7 @@ class GuardedExecute(Execute):
         remaining = self._remaining()
         if remaining == float("inf"):
             return timeout
-        return max(1, int(min(timeout or remaining, remaining)))
+        return max(1, math.ceil(min(timeout or remaining, remaining)))
 
     async def _async_handle_timeout(self, timeout, cell=None):
         self._timed_out = True
@@ -78,6 +80,9 @@ class GuardedExecute(Execute):
             await self.km.restart_kernel(now=True)
             await self.kc.wait_for_ready(timeout=self.startup_timeout)
         return cell
+
+    # nbclient binds the synchronous wrapper to its own coroutine at class creation: rebind it.
+    execute_cell = run_sync(async_execute_cell)
 
 
 class ResetGradingNotebook(NbGraderPreprocessor):
