@@ -177,6 +177,10 @@ VARIANTS = [
     Submission("ce_numpy_free_mean", "variant", "torch.mean of torch.sum",
                replace=[sol(UTL, "return -(target * pred).sum(dim=1).mean()",
                             "return torch.mean(-torch.sum(target * pred, dim=-1))")]),
+    Submission("warnings_on_stderr", "variant", "correct code that writes warnings to stderr",
+               prepend={UTL: "import sys, warnings\nwarnings.warn('this module is deprecated')\n"
+                             "print('some noise', file=sys.stderr)\n",
+                        NET: "import sys\nprint('more noise', file=sys.stderr)\n"}),
 ]
 
 #: Code that tries to win points from inside the student's process.
