@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 
 from . import ASSIGNMENT, KIT_ROOT
-from .gate import IGNORED_NAMES, check_release, release_files, secret_and_public_lines
+from .gate import check_release, release_files, secret_and_public_lines
 
 SOLUTIONS_DIR = KIT_ROOT / "solutions"
 GRADING_NOTEBOOK = KIT_ROOT / "autograder" / "grading.ipynb"
@@ -196,4 +196,4 @@ def normalize_notebook(path, source_path=None):
 
 
 __all__ = ["build_course", "source_dir", "release_dir", "gradebook_path", "strip_module", "normalize_notebook",
-           "CourseBuildError", "IGNORED_NAMES"]
+           "CourseBuildError"]
