@@ -175,3 +175,56 @@ def test_training_check_fails_when_the_loss_is_maximized(solution, monkeypatch):
     monkeypatch.setattr(solution.training, "cross_entropy", solution.utils.cross_entropy)
     with pytest.raises(AssertionError, match=r"train accuracy is 0\.\d\d .* it should be > 0\.9"):
         solution.checks.check_training(n_batches=40)
+
+
+# The autograder's test submissions (tests/submissions): correct variants must pass the visible
+# checks, and the visible checks should catch nearly every realistic bug.
+
+CHECK_OF_PART = {"collage": "collage", "mixup": "mixup", "cross_entropy": "cross_entropy",
+                 "network": "network", "frozen_finetuning": "network"}
+
+
+def _submission_checks(submission, tmp_path):
+    """The checks module of a copy of the solutions with the submission's three modules written in."""
+    import importlib
+    import shutil
+
+    import submissions
+
+    folder = tmp_path / submission.name
+    shutil.copytree(SOLUTIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    submissions.write_handin(submission, RELEASE, folder)
+    name = f"handin_submission_{submission.name}"
+    load_package(folder, name)
+    return importlib.import_module(f"{name}.checks")
+
+
+def _variants():
+    import submissions
+    return submissions.VARIANTS
+
+
+@pytest.mark.parametrize("variant", _variants(), ids=lambda submission: submission.name)
+def test_correct_variants_pass_every_visible_check(variant, tmp_path):
+    checks = _submission_checks(variant, tmp_path)
+    touches_training = any(module in ("network.py", "utils.py") for module, _, _ in variant.replace)
+    for name, check in checks.CHECKS.items():
+        if name != "training" or touches_training:
+            check()
+
+
+def test_visible_checks_catch_nearly_every_realistic_bug(tmp_path):
+    import submissions
+
+    missed = []
+    for bug in submissions.BUGS:
+        checks = _submission_checks(bug, tmp_path)
+        failed = set()
+        for part in bug.lose:
+            try:
+                checks.CHECKS[CHECK_OF_PART[part]]()
+            except AssertionError:
+                failed.add(part)
+        if not failed:
+            missed.append(bug.name)
+    assert len(missed) <= len(submissions.BUGS) // 10, f"bugs no visible check notices: {missed}"
