@@ -1,0 +1,105 @@
+"""Benchmark: the experiment engine against the original course's pipeline, same steps, same machine.
+
+    .venv/bin/python bench/bench_engine.py                      # the full 21-run sweep of one seed
+    .venv/bin/python bench/bench_engine.py --pretrain-batches 500 --finetune-batches 100   # shorter
+
+Both pipelines run in child processes, one after the other, so that each one's peak
+memory (max RSS) is its own. The engine trains the 21 runs of one seed (3 augmentations
+x 7 values of s) for the given number of batches and evaluates on the whole test set.
+The original pipeline (``original_pipeline.py``) does the same runs one by one; since its
+runs are independent and alike, it runs ``--original-runs`` of them (one per augmentation
+by default) for the same number of batches and its time is scaled to 21 runs; pass
+``--original-runs 21`` to time all of them. The printed ratio is original time / engine time.
+
+Data: ``$HANDIN3_DATA`` (MNIST in torchvision's layout), by default ``../shared/data``.
+Targets (issue 5): the full sweep at least 15x faster than the original, under 2 minutes on 2 cores.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+KIT_ROOT = Path(__file__).resolve().parent.parent
+AUGMENTATIONS = ("none", "collage", "mixup")
+SAMPLES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def peak_memory_mb():
+    """This process's peak resident memory in MB (Linux reports ru_maxrss in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_engine(options):
+    from handin import engine
+
+    config = engine.ExperimentConfig(pretrain_dataset="mnist", finetune_datasets=("mnist",), seeds=(0,),
+                                     pretrain_batches=options.pretrain_batches,
+                                     finetune_batches=options.finetune_batches)
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        records = engine.run_experiment(config, Path(folder) / "results.json", progress=False)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "runs": len(records), "peak_mb": peak_memory_mb()}
+
+
+def time_original(options):
+    sys.path.insert(0, str(KIT_ROOT / "bench"))
+    import original_pipeline
+
+    runs = [(augmentation, s) for s in SAMPLES for augmentation in AUGMENTATIONS]
+    # Spread the timed runs over the augmentations and the values of s.
+    chosen = runs[:: max(1, len(runs) // options.original_runs)][: options.original_runs]
+    start = time.perf_counter()
+    for augmentation, s in chosen:
+        original_pipeline.run("mnist", "mnist", augmentation, s, 0, options.pretrain_batches,
+                              options.finetune_batches)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds * len(runs) / len(chosen), "timed_seconds": seconds, "runs": len(chosen),
+            "peak_mb": peak_memory_mb()}
+
+
+def child(pipeline, options):
+    """Run one pipeline in a fresh Python process and return what it measured."""
+    command = [sys.executable, __file__, "--child", pipeline, "--pretrain-batches", str(options.pretrain_batches),
+               "--finetune-batches", str(options.finetune_batches), "--original-runs", str(options.original_runs)]
+    env = {**os.environ, "PYTHONPATH": str(KIT_ROOT / "solutions")}
+    env.setdefault("HANDIN3_DATA", str(KIT_ROOT.parent / "shared" / "data"))
+    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pretrain-batches", type=int, default=5000)
+    parser.add_argument("--finetune-batches", type=int, default=1000)
+    parser.add_argument("--original-runs", type=int, default=3, help="original-pipeline runs to time (of 21)")
+    parser.add_argument("--child", choices=("engine", "original"), help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.child:
+        measure = time_engine if options.child == "engine" else time_original
+        print(json.dumps(measure(options)))
+        return 0
+
+    steps = options.pretrain_batches + options.finetune_batches
+    print(f"21 runs (3 augmentations x 7 values of s) of {options.pretrain_batches} pretraining + "
+          f"{options.finetune_batches} finetuning batches of 8, MNIST -> MNIST, full test set; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+    original = child("original", options)
+    print(f"original pipeline: {original['seconds']:8.1f} s for 21 runs (timed {original['runs']} runs, "
+          f"{original['timed_seconds']:.1f} s), {1000 * original['seconds'] / (21 * steps):.2f} ms per run-step, "
+          f"peak memory {original['peak_mb']:.0f} MB")
+    fast = child("engine", options)
+    print(f"engine:            {fast['seconds']:8.1f} s for {fast['runs']} runs, "
+          f"{1000 * fast['seconds'] / (21 * steps):.2f} ms per run-step, peak memory {fast['peak_mb']:.0f} MB")
+    print(f"ratio original / engine: {original['seconds'] / fast['seconds']:.1f}x "
+          f"(target >= 15x); engine wall time {fast['seconds'] / 60:.1f} min (target < 2 min)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
