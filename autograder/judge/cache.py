@@ -24,13 +24,15 @@ class SubmissionError(ValueError):
 
 #: The judge's files that decide a verdict; editing any of them invalidates cached verdicts.
 VERDICT_SOURCES = ("cache.py", "checks.py", "core.py", "hidden.py", "points.py", "reference.py", "runner.py")
+#: The kit's provided modules that the child runs (the kit's own finetuning); the others
+#: (plotting, checks, engine...) are copied too but cannot change a verdict.
+PROVIDED_SOURCES = ("__init__.py", "training.py")
 
 
 def judge_version():
-    """sha256 of the judge's verdict-deciding files (:data:`VERDICT_SOURCES`) and the kit's provided modules."""
+    """sha256 of the judge's verdict-deciding files (:data:`VERDICT_SOURCES`, :data:`PROVIDED_SOURCES`)."""
     from .. import KIT_ROOT
-    provided = sorted(path for path in (KIT_ROOT / "solutions" / "handin").glob("*.py")
-                      if path.name not in STUDENT_MODULES)  # the kit's own finetune runs in the child
+    provided = [KIT_ROOT / "solutions" / "handin" / name for name in PROVIDED_SOURCES]
     digest = hashlib.sha256()
     for path in [JUDGE_DIR / name for name in VERDICT_SOURCES] + provided:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")

@@ -87,6 +87,12 @@ def save_part(out_dir, part, arrays, notes):
     write_atomically(out_dir / f"{part}.npz", lambda h: np.savez(h, **arrays))
 
 
+def seed_everything(seed):
+    """Seed numpy and torch: a student may draw with either (fixed draws, fixed verdict)."""
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 # --------------------------------------------------------------------------- blends
 def run_blend_calls(function, arrays, plan, arrays_out, notes):
     """Call ``function(i, j, *extra)`` for every case; record result, weight, inputs after."""
@@ -94,7 +100,7 @@ def run_blend_calls(function, arrays, plan, arrays_out, notes):
         key = case["key"]
         batch_i, batch_j = arrays[f"{key}_i"].copy(), arrays[f"{key}_j"].copy()
         if "seed" in case:
-            np.random.seed(case["seed"])
+            seed_everything(case["seed"])
         try:
             result, weight = function(batch_i, batch_j, *case.get("args", ()))
             arrays_out[f"{key}_result"] = to_array(result)
@@ -118,7 +124,7 @@ def part_mixup(arrays, plan):
     run_blend_calls(mixup, arrays, plan, out, notes)
     for draw in plan["draws"]:
         key, alpha = draw["key"], draw["alpha"]
-        np.random.seed(draw["seed"])
+        seed_everything(draw["seed"])
         results, weights = [], []
         try:
             for _ in range(draw["n"]):

@@ -167,6 +167,10 @@ VARIANTS = [
                replace=[sol(AUG, "result = interpolation * batch_i + (1 - interpolation) * batch_j",
                             "ti, tj = torch.as_tensor(batch_i), torch.as_tensor(batch_j)\n"
                             "    result = torch.lerp(tj, ti, float(interpolation)).float().numpy()")]),
+    Submission("mixup_torch_beta", "variant", "draws its own weight with torch.distributions.Beta",
+               replace=[sol(AUG, "result = interpolation * batch_i + (1 - interpolation) * batch_j",
+                            "interpolation = float(torch.distributions.Beta(alpha, alpha).sample())\n"
+                            "    result = interpolation * batch_i + (1 - interpolation) * batch_j")]),
     Submission("mixup_float64_copy", "variant", "explicit float64 copies",
                replace=[sol(AUG, "result = interpolation * batch_i + (1 - interpolation) * batch_j",
                             "result = np.array(batch_i, dtype=np.float64) * interpolation\n"
