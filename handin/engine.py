@@ -114,7 +114,7 @@ class ExperimentConfig:
 
 
 #: The quick setting: same experiment, far fewer batches (about a minute on tiny data).
-QUICK_SETTINGS = dict(pretrain_batches=60, finetune_batches=30, test_every=20)
+QUICK_SETTINGS = dict(pretrain_batches=40, finetune_batches=20, test_every=20)
 
 
 def default_config(**overrides):
@@ -306,7 +306,7 @@ class StackedRuns:
         return loss.detach(), log_probs.detach()
 
     @torch.no_grad()
-    def apply(self, method, images, batch_size=1000, noise=None):
+    def apply(self, method, images, batch_size=250, noise=None):
         """Every run's ``method`` on the same images: in eval mode, or with this dropout noise.
 
         Args:
