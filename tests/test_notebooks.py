@@ -77,3 +77,23 @@ def test_source_notebooks_have_stable_cell_ids_and_no_outputs():
         notebook = json.loads((KIT_ROOT / "solutions" / "notebooks" / name).read_text())
         assert all(cell.get("id") for cell in notebook["cells"]), f"{name}: every cell needs a fixed id"
         assert all(not cell.get("outputs") for cell in notebook["cells"]), f"{name}: clear the outputs before committing"
+
+
+def test_edits_to_a_module_show_up_without_a_kernel_restart(tmp_path):
+    """%autoreload 2: a student fills in collage while the kernel runs, and the check sees it at once."""
+    shutil.copytree(KIT_ROOT / "handin", tmp_path / "handin", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "notebooks").mkdir()
+    notebook = nbformat.read(KIT_ROOT / "notebooks" / NOTEBOOKS[0], as_version=4)
+    setup_cells = [cell for cell in notebook.cells if cell.cell_type == "code"][:2]
+    probe = nbformat.v4.new_code_cell('try:\n    checks.run("collage")\nexcept AssertionError:\n    pass')
+    notebook.cells = setup_cells + [probe]
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path / "notebooks")}})
+    with client.setup_kernel():
+        for index in range(3):
+            client.execute_cell(notebook.cells[index], index)
+        assert "✗ collage: collage is not implemented yet" in probe.outputs[0]["text"]
+        shutil.copyfile(KIT_ROOT / "solutions" / "handin" / "augmentations.py", tmp_path / "handin" / "augmentations.py")
+        probe.outputs = []
+        client.execute_cell(probe, 2)
+        assert probe.outputs[0]["text"] == "✓ collage: all checks passed\n"
