@@ -116,12 +116,12 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress, time_
 
     todo = [s for s in submissions
             if force or cache.load_cached(handin_of(results, s), cache_dir=results.verdicts) is None]
-    progress.reset(total=len(todo))
-    if len(todo) < len(submissions):
-        progress.write(f"{len(submissions) - len(todo)} student(s) already judged with the same files: "
-                       "skipped (use --force)")
     if not todo:
         return []
+    progress.reset(total=len(todo))
+    if len(todo) < len(submissions) and not force:
+        progress.write(f"{len(submissions) - len(todo)} student(s) already judged with the same files: "
+                       "skipped (use --force)")
     inputs = HiddenInputs()
     limits = DEFAULT_LIMITS if time_limit is None else dataclasses.replace(
         DEFAULT_LIMITS, wall_seconds=time_limit, cpu_seconds=int(time_limit))
@@ -276,6 +276,9 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
             collecting.normalize(submission, results.course, results.release)
         with tqdm(total=len(gradable), desc="judging", unit="student", disable=quiet, dynamic_ncols=True) as bar:
             judged = judge_all(gradable, results, workers, use_sandbox, force, bar, time_limit)
+            # The grade cells look verdicts up by the judge's current version: if the judge's code
+            # changed meanwhile, judge again here, in parallel, rather than serially inside nbgrader.
+            judged += judge_all(gradable, results, workers, use_sandbox, False, bar, time_limit)
         done = read_json(results.autograded_keys) or {}
         keys = {s.student_id: verdict_key(results, s) for s in gradable}
         autograde_ids = sorted(set(judged) | {i for i, key in keys.items() if done.get(i) != key})
@@ -285,7 +288,7 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
         done.update({i: keys[i] for i in autograde_ids})
         write_atomically(results.autograded_keys, json.dumps(done, indent=1, sort_keys=True))
 
-        verdicts = {s.student_id: load_verdict(results, s) for s in submissions}
+        verdicts = {s.student_id: load_verdict(results, s, done.get(s.student_id)) for s in submissions}
         scores = gradebook_scores(results)
         rows = write_csv(results, submissions, scores, verdicts)
         for submission, row in zip(submissions, rows):
@@ -301,11 +304,16 @@ def verdict_key(results, submission):
     return cache.verdict_key(handin_of(results, submission))
 
 
-def load_verdict(results, submission):
+def load_verdict(results, submission, graded_key=None):
+    """The student's verdict: by the current key, else by the key recorded when it was autograded
+    (the judge's version is part of the key; a judge edited since then changes it)."""
     from .judge import cache
     if not submission.gradable:
         return None
-    return cache.load_cached(handin_of(results, submission), cache_dir=results.verdicts)
+    verdict = cache.load_cached(handin_of(results, submission), cache_dir=results.verdicts)
+    if verdict is None and graded_key:
+        verdict = read_json(results.verdicts / f"{graded_key}.json")
+    return verdict
 
 
 def format_table(rows):

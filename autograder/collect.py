@@ -2,7 +2,7 @@
 
 A submissions folder may hold any mix of::
 
-    alice/                      a folder per student (modules up to two folders deep)
+    alice/                      a folder per student (the kit's layout, nested up to two folders deep)
     bob.zip                     a zip per student (same layout inside)
     moodle-download.zip         one LMS bulk download: <Name>_<id>_assignsubmission_file_/...
 
@@ -38,7 +38,7 @@ REPORT = "3_report.ipynb"
 GRADING = "grading.ipynb"
 KNOWN_FILES = STUDENT_MODULES + (REPORT,)
 JUNK_NAMES = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".DS_Store", ".git", "Thumbs.db"}
-MAX_DEPTH = 3  # a known file may sit at most two folders below the submission's top
+MAX_DEPTH = 4  # e.g. "My Work/hand_in_3/handin/network.py": the kit's layout nested two folders deep
 MAX_ARCHIVE_BYTES = 200 * 2**20  # uncompressed: a larger zip is refused (zip bombs)
 
 #: Moodle's "download all submissions": one folder (or zip) per participant, named
@@ -109,7 +109,7 @@ def _examine(student_id, candidates):
     submission.files = find_known_files(root, submission.notes)
     if not submission.files:
         submission.fail("empty_submission", f"{origin} holds none of the expected files "
-                        f"({', '.join(KNOWN_FILES)}), at most two folders deep.")
+                        f"({', '.join(KNOWN_FILES)}), at most {MAX_DEPTH - 1} folders deep.")
         return submission
     for name in STUDENT_MODULES:
         if name not in submission.files:

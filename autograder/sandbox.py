@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -437,8 +438,8 @@ def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, rea
 
     ``warm=True`` builds the long-lived sandbox of the warm runner instead: no uid drop
     (its server forks and drops each child itself, so it keeps CAP_SETUID/CAP_SETGID),
-    ``/tmp`` and ``/dev/shm`` not writable for the children, and a private tmpfs
-    ``/sandbox/out`` for the children's output.
+    and ``/tmp`` and ``/dev/shm`` not writable for the children (their HOME and TMPDIR
+    are in their scratch).
     """
     args = [bubblewrap_path(), "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
@@ -463,10 +464,7 @@ def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, rea
              "--size", str(limits.tmp_bytes), "--perms", tmp_perms, "--tmpfs", "/tmp",
              "--size", str(limits.tmp_bytes), "--perms", tmp_perms, "--tmpfs", "/dev/shm"]
     if warm:
-        args += ["--cap-add", "CAP_KILL",  # the server kills every leftover process of the child's uid
-                 "--perms", "0755", "--dir", "/sandbox",
-                 "--size", str(2 * limits.output_bytes + limits.file_size_bytes), "--perms", "0700",
-                 "--tmpfs", WARM_OUTPUT]
+        args += ["--cap-add", "CAP_KILL"]  # the server kills every leftover process of the child's uid
     args += _mkdirs_0755(workdir) + ["--bind", str(scratch_path), str(workdir), "--chdir", str(workdir)]
     args += ["--clearenv"]
     for key, value in env.items():
@@ -505,13 +503,13 @@ def _child_setup(rlimits, cgroup_procs):
 # ----------------------------------------------------------------------------- the warm runner
 
 WARM_WORKDIR = "/sandbox/work"
-WARM_OUTPUT = "/sandbox/out"
 WARM_TMP = ".tmp"  # the child's HOME and TMPDIR, inside its scratch (the sandbox's /tmp is not writable)
 ZYGOTE = Path(__file__).resolve().parent / "zygote.py"
 #: Modules the warm runner imports once; every child starts with them loaded.
 WARM_PRELOAD = ("numpy", "torch", "torch.nn.functional")
 WARM_MEMORY_OVERHEAD = 1 * GiB  # the server's own pages (torch) count in the slot's cgroup too
 _warm_runners = {}
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handin3-sandbox-spawner")
 
 
 def _warm_usable(argv, readonly_binds=()):
@@ -542,7 +540,7 @@ class _WarmRunner:
     """
 
     def __init__(self, slot, limits):
-        self.uid, self.limits = slot.uid, limits
+        self.uid, self.limits, self.died = slot.uid, limits, False
         name = f"{CGROUP_PREFIX}{os.getpid()}-warm{slot.number}"
         server_limits = Limits(**{**limits.__dict__, "memory_bytes": limits.memory_bytes + WARM_MEMORY_OVERHEAD,
                                   "max_processes": limits.max_processes + 16, "cpu_seconds": 10**7})
@@ -554,11 +552,12 @@ class _WarmRunner:
                                     WARM_WORKDIR, self.scratch.host_path, limits, sandbox_env(WARM_WORKDIR),
                                     seccomp_fd, self.uid, [(ZYGOTE, "/sandbox/zygote.py")], warm=True)
             rlimits = [(k, v) for k, v in _rlimits(server_limits) if k not in (resource.RLIMIT_CPU,)]
-            self.process = subprocess.Popen(command, cwd="/", env={"PATH": "/usr/bin:/bin"},
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.DEVNULL, pass_fds=(seccomp_fd,),
-                                            start_new_session=True,
-                                            preexec_fn=_child_setup(rlimits, self.cgroup.procs_files))
+            # --die-with-parent follows the thread that forks bwrap: fork from a thread that lives
+            # as long as this process, not from a worker thread that a pool may end
+            self.process = _SPAWNER.submit(
+                subprocess.Popen, command, cwd="/", env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, pass_fds=(seccomp_fd,), start_new_session=True,
+                preexec_fn=_child_setup(rlimits, self.cgroup.procs_files)).result()
         finally:
             os.close(seccomp_fd)
         if self._read_line(120) != "ready":
@@ -599,6 +598,7 @@ class _WarmRunner:
         except (OSError, ValueError):
             reply = None
         if reply is None:  # the server itself hung or died: start afresh next time
+            self.died = self.process.poll() is not None  # died by itself: the caller retries the run
             self.close()
             result = RunResult(-9, True, False, "", "the sandbox stopped answering", False, time.monotonic() - start)
         else:
@@ -693,7 +693,12 @@ def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=()
     check_sandbox_support()
     if _warm_usable(argv, readonly_binds):
         with _Slot() as slot:
-            return _warm_runner(slot, limits).run(argv, workdir, limits, readonly_binds, env)
+            for attempt in range(2):  # a runner that died on its own (not the child's doing) is restarted once
+                runner = _warm_runner(slot, limits)
+                result = runner.run(argv, workdir, limits, readonly_binds, env)
+                if not runner.died:
+                    return result
+            return result
     name = f"{CGROUP_PREFIX}{os.getpid()}-{next(_run_counter)}"
     program = seccomp_program()
     with _Slot() as slot:

@@ -16,18 +16,17 @@ It never runs student code itself. Per request (one JSON line on stdin) it:
    student's run;
 4. answers with one JSON line: exit code, timeout flag, the tails of stdout/stderr.
 
-The child's stdout/stderr go to files in a tmpfs only this server can open.
+The child's stdout/stderr are pipes that this server drains, keeping only their tails
+(a flood costs neither memory nor disk, and never makes the child's writes fail).
 Standard library only, apart from the preloaded modules named on the command line.
 """
 import json
 import os
 import resource
+import select
 import signal
 import sys
 import time
-
-OUTPUT_DIR = "/sandbox/out"
-
 
 def preload(names):
     for name in filter(None, names.split(",")):
@@ -69,7 +68,7 @@ def sweep(uid):
         time.sleep(0.002)
 
 
-def child(request, out_fd, err_fd):
+def child(request, out_fd, err_fd):  # the write ends of the two output pipes
     """Runs in the forked child: become the student's uid and run the script. Never returns."""
     code = 1
     try:
@@ -109,25 +108,51 @@ def child(request, out_fd, err_fd):
             os._exit(code)
 
 
-def tail(path, cap):
-    size = os.path.getsize(path)
-    with open(path, "rb") as handle:
-        handle.seek(max(0, size - cap))
-        return handle.read().decode("utf-8", errors="replace"), size > cap
+class Tail:
+    """Drain a pipe, keeping only its last ``cap`` bytes."""
+
+    def __init__(self, fd, cap):
+        self.fd, self.cap, self.data, self.total, self.open = fd, cap, bytearray(), 0, True
+
+    def read(self):
+        chunk = os.read(self.fd, 65536)
+        if not chunk:
+            self.open = False
+            os.close(self.fd)
+            return
+        self.total += len(chunk)
+        self.data += chunk
+        if len(self.data) > self.cap:
+            del self.data[:len(self.data) - self.cap]
+
+    def text(self):
+        return self.data.decode("utf-8", errors="replace")
+
+
+def pump(tails, seconds):
+    """Read whatever the pipes have for at most ``seconds``."""
+    readable = [t for t in tails if t.open]
+    if not readable:
+        time.sleep(seconds)
+        return
+    ready, _, _ = select.select([t.fd for t in readable], [], [], seconds)
+    for t in readable:
+        if t.fd in ready:
+            t.read()
 
 
 def serve(request):
-    out_path, err_path = f"{OUTPUT_DIR}/stdout", f"{OUTPUT_DIR}/stderr"
-    out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:
-        child(request, out_fd, err_fd)
-    os.close(out_fd)
-    os.close(err_fd)
+        child(request, out_w, err_w)
+    os.close(out_w)
+    os.close(err_w)
+    tails = [Tail(out_r, request["output_bytes"]), Tail(err_r, request["output_bytes"])]
     deadline, timed_out = started + request["wall_seconds"], False
     while True:
+        pump(tails, 0.01)
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
@@ -140,15 +165,17 @@ def serve(request):
             sweep(request["uid"])
             _, status = os.waitpid(pid, 0)
             break
-        time.sleep(0.01)
-    sweep(request["uid"])
+    sweep(request["uid"])  # daemons die here, and with them the last writers of the pipes
+    drain_until = time.monotonic() + 2
+    while any(t.open for t in tails) and time.monotonic() < drain_until:
+        pump(tails, 0.05)
+    for t in tails:
+        if t.open:
+            os.close(t.fd)
     returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    stdout, out_cut = tail(out_path, request["output_bytes"])
-    stderr, err_cut = tail(err_path, request["output_bytes"])
-    for path in (out_path, err_path):
-        os.unlink(path)
-    return {"returncode": returncode, "timed_out": timed_out, "stdout": stdout, "stderr": stderr,
-            "truncated": out_cut or err_cut, "seconds": time.monotonic() - started}
+    out, err = tails
+    return {"returncode": returncode, "timed_out": timed_out, "stdout": out.text(), "stderr": err.text(),
+            "truncated": out.total > out.cap or err.total > err.cap, "seconds": time.monotonic() - started}
 
 
 def main():

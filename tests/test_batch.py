@@ -47,9 +47,11 @@ HOSTILE = {
                          "        time.sleep(0.1)"),
     "flood": in_collage("import sys\nfor _ in range(3000):\n    sys.stdout.write('x' * 65536)"),
     "vandal": in_collage("import glob, os, shutil, socket\n"
+                         "here = os.getcwd()\n"
                          "for path in glob.glob('../*') + ['/work/main/solutions', '/etc/passwd']:\n"
-                         "    shutil.rmtree(path, ignore_errors=True)\n"
-                         "    try:\n        os.remove(path)\n    except OSError:\n        pass\n"
+                         "    if os.path.abspath(path) != here:\n"
+                         "        shutil.rmtree(path, ignore_errors=True)\n"
+                         "        try:\n            os.remove(path)\n        except OSError:\n            pass\n"
                          "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n"
                          "    raise SystemExit('network reached')\nexcept OSError:\n    pass"),
 }

@@ -120,8 +120,7 @@ HOSTILE = {
     "os_exit": ("import os\nos._exit(3)", {"crashed"}),
     "huge_file": ("f = open('big', 'wb')\nwhile True: f.write(bytes(2**20))", {"crashed"}),
     "many_files": ("for i in range(10**6): open(f'f{i}', 'wb').write(bytes(4 * 2**20))", {"crashed"}),
-    # cold: the pipe is drained until the timeout; warm: the output file hits RLIMIT_FSIZE
-    "output_flood": ("import sys\nwhile True: sys.stdout.write('x' * 65536)", {"timeout", "crashed"}),
+    "output_flood": ("import sys\nwhile True: sys.stdout.write('x' * 65536)", {"timeout"}),
 }
 
 
