@@ -95,12 +95,15 @@ def load_npz(path):
 
 def load_part(out_dir, part):
     """``(arrays, notes)`` of a finished part, or None if the runner did not finish it."""
-    if not (out_dir / f"{part}.npz").is_file() or (out_dir / f"{part}.npz").is_symlink():
+    arrays_path, notes_path = out_dir / f"{part}.npz", out_dir / f"{part}.json"
+    if not arrays_path.is_file() or arrays_path.is_symlink():
         return None
-    notes = json.loads((out_dir / f"{part}.json").read_text()[:1_000_000])
+    if notes_path.is_symlink():
+        raise ValueError("the notes are a symlink")
+    notes = json.loads(notes_path.read_text()[:1_000_000])
     if not isinstance(notes, dict):
         raise ValueError("the notes are not a JSON object")
-    return load_npz(out_dir / f"{part}.npz"), notes
+    return load_npz(arrays_path), notes
 
 
 def failed_part(part, status, reason):

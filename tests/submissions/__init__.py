@@ -263,7 +263,9 @@ TAMPERS = [
     # Correct code plus a crash: only the parts that use the crashing module are lost, with the reason.
     Submission("correct_but_sys_exit_in_augmentations", "tamper", "sys.exit(0) at import of augmentations.py",
                prepend={AUG: "import sys\nsys.exit(0)\n"}, lose=("collage", "mixup", "frozen_finetuning"),
-               status={"collage": "import_error", "mixup": "import_error", "frozen_finetuning": "import_error"}),
+               # frozen_finetuning keeps the points of finetune_parameters(); the kit's finetune
+               # imports augmentations.py and fails.
+               status={"collage": "import_error", "mixup": "import_error"}),
     Submission("correct_but_os_exit_in_network", "tamper", "os._exit(0) at import of network.py",
                prepend={NET: "import os\nos._exit(0)\n"}, lose=("network", "frozen_finetuning"),
                status={"network": "crashed", "frozen_finetuning": "crashed"}),
