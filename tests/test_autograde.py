@@ -17,8 +17,9 @@ Submissions tested (see ``tests/submissions/__init__.py`` for the code of each):
   all parameters finetuned, pretrainer finetuned, generalizer bias forgotten;
 * equivalent-correct: relu before max-pool, dropout after the pool / none / functional
   with ``training=self.training``, ``[weight, bias]`` list, ``...`` indexing (float32),
-  fresh float64 array, torch inside collage and mixup (float32), float64 copies,
-  float64 einsum loss, ``torch.mean`` of ``torch.sum``, warnings on stderr;
+  fresh float64 array, torch inside collage and mixup (float32), mixup drawing its own
+  weight with ``torch.distributions.Beta``, float64 copies, float64 einsum loss,
+  ``torch.mean`` of ``torch.sum``, warnings on stderr;
 * tamper: monkeypatched comparison functions, IPython input transformer (in a module
   and as extra cells in grading.ipynb and notebook 1), ``sys.exit(0)`` and
   ``os._exit(0)`` at import, printing a fake score, faking the runner's output files,
