@@ -33,6 +33,8 @@ from pathlib import Path
 from . import ASSIGNMENT, KIT_ROOT, STUDENT_MODULES
 from . import collect as collecting
 from . import sandbox
+from .course import CourseBuildError
+from .gate import ReleaseLeakError
 
 PARTS = ("collage", "mixup", "cross_entropy", "network", "frozen_finetuning")
 CSV_COLUMNS = ("student_id",) + PARTS + ("total", "max_total", "status")
@@ -345,7 +347,7 @@ def main(argv):
     try:
         rows = grade(options.submissions, options.out, force=options.force, use_sandbox=not options.no_sandbox,
                      workers=options.workers, lms_regexp=options.lms_regexp, time_limit=options.time_limit)
-    except (sandbox.SandboxUnavailable, GraderError) as error:
+    except (sandbox.SandboxUnavailable, GraderError, CourseBuildError, ReleaseLeakError) as error:
         print(f"grade: {error}", file=sys.stderr)
         return 2
     print(format_table(rows))

@@ -25,9 +25,11 @@ Accepted with a note (the status stays ``ok``): a file name in the wrong case
 graded copy), extra files (ignored).
 """
 import ast
+import io
 import re
 import shutil
 import tempfile
+import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,39 +157,35 @@ def find_known_files(root, notes):
 def _check_python(submission, name):
     """Parse (never run) a module: syntax errors and encodings are found here."""
     data = submission.files[name].read_bytes()
+    if not _is_utf8(data):
+        submission.notes.append(f"{name} is not UTF-8; it was read as cp1252 (Windows) and converted "
+                                "to UTF-8 for grading. Save your files as UTF-8.")
     try:
-        ast.parse(data, filename=name)
-        return
-    except SyntaxError as error:
-        if not _is_encoding_error(error, data):
-            submission.fail(f"syntax_error:{name}:{error.lineno or 0}",
-                            f"{name} line {error.lineno}: SyntaxError: {error.msg}")
-            return
-    submission.notes.append(f"{name} is not UTF-8; it was read as cp1252 (Windows) and converted. "
-                            "Save your files as UTF-8.")
-    try:
-        ast.parse(data.decode("cp1252", errors="replace"), filename=name)
-    except SyntaxError as error:
-        submission.fail(f"syntax_error:{name}:{error.lineno or 0}",
-                        f"{name} line {error.lineno}: SyntaxError: {error.msg}")
+        ast.parse(graded_text(submission.files[name]), filename=name)
+    except (SyntaxError, ValueError) as error:
+        line = getattr(error, "lineno", None) or 0
+        submission.fail(f"syntax_error:{name}:{line}",
+                        f"{name} line {line}: SyntaxError: {getattr(error, 'msg', error)}")
 
 
-def _is_encoding_error(error, data):
+def _is_utf8(data):
+    """UTF-8, or another encoding declared by a PEP 263 ``# coding:`` line (Python reads those fine)."""
     try:
         data.decode("utf-8")
-        return False
+        return True
     except UnicodeDecodeError:
-        return "utf-8" in str(error).lower() or "decode" in str(error).lower()
+        pass
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        return False
+    return encoding != "utf-8"
 
 
 def graded_text(path):
-    """The bytes to grade for a module: as submitted, or re-encoded to UTF-8 when it is not UTF-8."""
+    """The bytes to grade for a module: as submitted, or converted to UTF-8 when it is not UTF-8."""
     data = Path(path).read_bytes()
-    try:
-        data.decode("utf-8")
-        return data
-    except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace").encode("utf-8")
+    return data if _is_utf8(data) else data.decode("cp1252", errors="replace").encode("utf-8")
 
 
 # ----------------------------------------------------------------------------- archives
