@@ -45,7 +45,8 @@ from submissions import ALL, BY_NAME, write_assignment
 LIMITS = Limits(wall_seconds=120, cpu_seconds=30, memory_bytes=3 * 2**30)
 CELL_PART = {cell_id(part, name): part for part, checks in POINTS.items() for name in checks}
 HIDDEN_TEXT = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "HANDIN3_KIT", "autograder", "sys.path.insert",
-               "check(", "runner.py", "reference.py", "ReferenceNet", "Traceback", "c0_i", "allow_pickle")
+               "check(", "runner.py", "reference.py", "ReferenceNet", "Traceback (most recent call last)", "c0_i",
+               "allow_pickle")
 REGRADED = "net_dropout_always_on"
 
 
