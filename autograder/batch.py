@@ -251,6 +251,19 @@ def _points(value):
 
 # ----------------------------------------------------------------------------- the command
 
+class PhaseClock:
+    """Seconds per phase of a run, saved to ``RESULTS/run.json`` after each phase (for the bench and TAs)."""
+
+    def __init__(self, path):
+        self.path, self.phases, self.last = path, {}, time.monotonic()
+
+    def lap(self, name, **counts):
+        now = time.monotonic()
+        self.phases[name] = {"seconds": round(now - self.last, 2), **counts}
+        self.last = now
+        write_atomically(self.path, json.dumps(self.phases, indent=1))
+
+
 def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_regexp=collecting.LMS_REGEXP,
           time_limit=None, quiet=False):
     """Grade every submission in ``submissions_dir`` into ``out``; returns the CSV rows."""
@@ -271,8 +284,10 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
         raise GraderError(f"--out {results.root} must not be inside the submissions folder")
     staging = collecting.make_staging_dir(results.root)
     try:
+        clock = PhaseClock(results.root / "run.json")
         submissions = collecting.collect(submissions_dir, staging, lms_regexp)
         prepare_course(results)
+        clock.lap("collect_and_course")
         gradable = [s for s in submissions if s.gradable]
         for submission in gradable:  # cheap, and the copies must match what was handed in now
             collecting.normalize(submission, results.course, results.release)
@@ -281,6 +296,7 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
             # The grade cells look verdicts up by the judge's current version: if the judge's code
             # changed meanwhile, judge again here, in parallel, rather than serially inside nbgrader.
             judged += judge_all(gradable, results, workers, use_sandbox, False, bar, time_limit)
+        clock.lap("judge", students=len(set(judged)))
         done = read_json(results.autograded_keys) or {}
         keys = {s.student_id: verdict_key(results, s) for s in gradable}
         autograde_ids = sorted(set(judged) | {i for i, key in keys.items() if done.get(i) != key})
@@ -289,6 +305,7 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
         autograde(results, autograde_ids, use_sandbox)
         done.update({i: keys[i] for i in autograde_ids})
         write_atomically(results.autograded_keys, json.dumps(done, indent=1, sort_keys=True))
+        clock.lap("nbgrader_autograde", students=len(autograde_ids))
 
         verdicts = {s.student_id: load_verdict(results, s, done.get(s.student_id)) for s in submissions}
         scores = gradebook_scores(results)
@@ -296,6 +313,7 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
         for submission, row in zip(submissions, rows):
             write_feedback(results.feedback / f"{submission.student_id}.html", submission, row,
                            verdicts[submission.student_id])
+        clock.lap("csv_and_feedback", students=len(rows))
         return rows
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -335,7 +353,7 @@ def parse_args(argv):
                         help="run student code WITHOUT isolation (development only, trusted code only)")
     parser.add_argument("--workers", type=int, default=2, help="judge processes in parallel (default 2)")
     parser.add_argument("--time-limit", type=float, default=None,
-                        help="wall-clock and CPU seconds for one student's code run (default: the judge's, 90)")
+                        help="wall-clock and CPU seconds for one student's code run (default: the judge's)")
     parser.add_argument("--lms-regexp", default=collecting.LMS_REGEXP,
                         help="regexp with (?P<student_id>) and (?P<file_id>) for LMS bulk downloads")
     return parser.parse_args(argv)

@@ -10,12 +10,15 @@ buggy ones of ``examples/examples.toml``, in turn), in the same run, on this mac
             ``--Execute.shutdown_kernel=immediate`` (the faster setting measured here).
 
 Setup that happens once per course (``generate_assignment``) is timed separately.
+Run it on a quiet checkout: an edit to ``autograder/judge/`` during the run changes the
+judge's version, which invalidates cached verdicts and makes the kit judge again.
 Prints seconds per submission for both and their ratio (baseline / kit).
 
     python bench/bench_grading.py [--n 20] [--workers 2] [--keep DIR]
 """
 import argparse
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -88,7 +91,9 @@ def submissions(target, n):
     specs = tomllib.loads(EXAMPLES.read_text())
     names = [name for name in specs if name != "hostile"]
     for index, name in zip(range(1, n + 1), itertools.cycle(names)):
-        assemble(f"s{index:02d}", specs[name], target)
+        folder = assemble(f"s{index:02d}", specs[name], target)
+        for module in (folder / "handin").glob("*.py"):  # every student's files differ, as in a real class
+            module.write_text(module.read_text() + f"# {folder.name}\n")
     return target
 
 
@@ -163,6 +168,10 @@ def main(argv=None):
           f"({kit_seconds:.0f} s; course setup {kit_setup:.0f} s once)")
     print(f"plain serial nbgrader autograde:      {per_plain:5.2f} s/submission "
           f"({plain_seconds:.0f} s; generate_assignment {plain_setup:.0f} s once)")
+    phases = json.loads((work / "kit" / "run.json").read_text())
+    print("kit phases: " + ", ".join(f"{name} {p['seconds']:.0f} s" + (f" ({p['students']} students)"
+                                                                      if "students" in p else "")
+                                      for name, p in phases.items()))
     print(f"ratio plain / kit: {per_plain / per_kit:.2f}x  (target: kit <= 3 s/submission)")
     print(f"load after: {os.getloadavg()[0]:.1f}")
     if not options.keep:
