@@ -7,8 +7,9 @@ Pipeline (each step resumable; per-student results are written atomically)::
     normalize    copy ONLY the known files into RESULTS/course/submitted/<id>/hand_in_3/
     judge        run every student's functions in a sandboxed child, compare outside,
                  2 processes in parallel                                   -> RESULTS/verdicts/<id>.json
-    autograde    ONE real `nbgrader autograde hand_in_3` over the students judged in this run;
-                 grading.ipynb's grade cells read the verdicts            -> RESULTS/course/gradebook.db
+    autograde    ONE real `nbgrader autograde hand_in_3` over the students (re)graded in this run,
+                 started alongside the judges: grading.ipynb's grade cells wait for each
+                 verdict and read it                                       -> RESULTS/course/gradebook.db
     report       RESULTS/grades.csv (scores read back from the gradebook) and
                  RESULTS/feedback/<id>.html
 
@@ -159,23 +160,37 @@ def nbgrader_environment(results, use_sandbox):
     return environment
 
 
-def autograde(results, student_ids, use_sandbox):
-    """ONE real ``nbgrader autograde hand_in_3`` for the given students (their old results are removed).
+#: How long a grade cell waits for a verdict that the judges are still computing (below the
+#: per-cell timeout of nbgrader_config.py); after it, the cell judges by itself.
+VERDICT_WAIT_SECONDS = 300
 
-    nbgrader skips students that already have an autograded folder, so removing
-    those of ``student_ids`` first makes the run cover exactly them.
+
+def start_autograde(results, student_ids, use_sandbox):
+    """Start ONE real ``nbgrader autograde hand_in_3`` for the given students, in the background.
+
+    It runs while the judges work: its grade cells wait for each verdict (``HANDIN3_VERDICT_WAIT``).
+    nbgrader skips students that already have an autograded folder, so removing those of
+    ``student_ids`` first makes the run cover exactly them. Returns the process, or None.
     """
     if not student_ids:
-        return
+        return None
     for student_id in student_ids:
         shutil.rmtree(results.autograded(student_id), ignore_errors=True)
     command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, f"--CourseDirectory.root={results.course}"]
-    done = subprocess.run(command, cwd=results.course, env=nbgrader_environment(results, use_sandbox),
-                          capture_output=True, text=True)
-    (results.root / "nbgrader-autograde.log").write_text(done.stdout + done.stderr)
+    environment = {**nbgrader_environment(results, use_sandbox), "HANDIN3_VERDICT_WAIT": str(VERDICT_WAIT_SECONDS)}
+    log = open(results.root / "nbgrader-autograde.log", "w")
+    return subprocess.Popen(command, cwd=results.course, env=environment, stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def finish_autograde(process, results, student_ids):
+    """Wait for nbgrader; every student must have been autograded."""
+    if process is None:
+        return
+    returncode = process.wait()
     missing = [s for s in student_ids if not results.autograded(s).is_dir()]
     if missing:
-        raise GraderError(f"`nbgrader autograde` did not grade {', '.join(missing)} (exit {done.returncode}); "
+        raise GraderError(f"`nbgrader autograde` did not grade {', '.join(missing)} (exit {returncode}); "
                           f"see {results.root / 'nbgrader-autograde.log'}")
 
 
@@ -291,21 +306,29 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
         gradable = [s for s in submissions if s.gradable]
         for submission in gradable:  # cheap, and the copies must match what was handed in now
             collecting.normalize(submission, results.course, results.release)
-        with tqdm(total=len(gradable), desc="judging", unit="student", disable=quiet, dynamic_ncols=True) as bar:
-            judged = judge_all(gradable, results, workers, use_sandbox, force, bar, time_limit)
-            # The grade cells look verdicts up by the judge's current version: if the judge's code
-            # changed meanwhile, judge again here, in parallel, rather than serially inside nbgrader.
-            judged += judge_all(gradable, results, workers, use_sandbox, False, bar, time_limit)
-        clock.lap("judge", students=len(set(judged)))
         done = read_json(results.autograded_keys) or {}
         keys = {s.student_id: verdict_key(results, s) for s in gradable}
-        autograde_ids = sorted(set(judged) | {i for i, key in keys.items() if done.get(i) != key})
+        to_judge = {s.student_id for s in gradable if force or not has_verdict(results, s)}
+        autograde_ids = sorted(to_judge | {i for i, key in keys.items() if done.get(i) != key})
         if not quiet and autograde_ids:
-            print(f"nbgrader autograde: {len(autograde_ids)} student(s) in one run", file=sys.stderr)
-        autograde(results, autograde_ids, use_sandbox)
+            print(f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, alongside the judges",
+                  file=sys.stderr)
+        nbgrader = start_autograde(results, autograde_ids, use_sandbox)
+        try:
+            with tqdm(total=len(gradable), desc="judging", unit="student", disable=quiet,
+                      dynamic_ncols=True) as bar:
+                judged = judge_all(gradable, results, workers, use_sandbox, force, bar, time_limit)
+                # The grade cells look verdicts up by the judge's current version: if the judge's code
+                # changed meanwhile, judge again here, in parallel, rather than serially inside nbgrader.
+                judged += judge_all(gradable, results, workers, use_sandbox, False, bar, time_limit)
+            clock.lap("judge", students=len(set(judged)))
+            finish_autograde(nbgrader, results, autograde_ids)
+        finally:
+            if nbgrader is not None and nbgrader.poll() is None:
+                nbgrader.kill()
         done.update({i: keys[i] for i in autograde_ids})
         write_atomically(results.autograded_keys, json.dumps(done, indent=1, sort_keys=True))
-        clock.lap("nbgrader_autograde", students=len(autograde_ids))
+        clock.lap("nbgrader_autograde_after_judging", students=len(autograde_ids))
 
         verdicts = {s.student_id: load_verdict(results, s, done.get(s.student_id)) for s in submissions}
         scores = gradebook_scores(results)
@@ -317,6 +340,11 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
         return rows
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def has_verdict(results, submission):
+    from .judge import cache
+    return cache.load_cached(handin_of(results, submission), cache_dir=results.verdicts) is not None
 
 
 def verdict_key(results, submission):
