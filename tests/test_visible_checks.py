@@ -146,7 +146,7 @@ def finetune_weight_only(self):
     ("augmentations", "collage", collage_quarter_weight, "collage", "interpolation should be 0.5"),
     ("augmentations", "collage", collage_in_place, "collage", "collage modified batch_i in place"),
     ("augmentations", "collage", collage_without_weight, "collage", "should return a pair (result, interpolation)"),
-    ("augmentations", "mixup", mixup_fixed_weight, "mixup", "interpolation should be the value drawn by np.random.beta"),
+    ("augmentations", "mixup", mixup_fixed_weight, "mixup", "interpolation should be drawn from Beta(alpha, alpha)"),
     ("augmentations", "mixup", mixup_swapped, "mixup", "result should be interpolation * batch_i + (1 - interpolation)"),
     ("utils", "cross_entropy", cross_entropy_sum, "cross_entropy", "did you sum over the batch"),
     ("utils", "cross_entropy", cross_entropy_of_probabilities, "cross_entropy", "should equal F.nll_loss for one-hot"),
