@@ -122,26 +122,37 @@ def check_collage():
                f"interpolation should be 0.5 (each image covers half of the pixels), got {interpolation}")
 
 
-def check_mixup():
-    """mixup: result = t * batch_i + (1 - t) * batch_j for the drawn t, which is returned; inputs untouched."""
+def check_mixup(n_draws=400):
+    """mixup: result = t * batch_i + (1 - t) * batch_j for the returned t, t ~ Beta(alpha, alpha), inputs untouched.
+
+    The weight is random, so its distribution is checked over ``n_draws`` seeded
+    calls per alpha: a Beta(alpha, alpha) weight has mean 1/2 and variance
+    1 / (4 (2 alpha + 1)).
+    """
     batch_i, batch_j = two_images((1, 5, 5))
     original_i, original_j = batch_i.copy(), batch_j.copy()
-    for seed, alpha in ((0, 0.3), (1, 0.3), (2, 2.0)):
-        with seeded(seed):
-            expected_t = np.random.beta(alpha, alpha)
-        with seeded(seed):
-            result, interpolation = expect_pair(call("mixup", augmentations, batch_i, batch_j, alpha), "mixup")
-        expect(np.array_equal(batch_i, original_i), "mixup modified batch_i in place; work on a copy")
-        expect(np.array_equal(batch_j, original_j), "mixup modified batch_j in place; work on a copy")
-        expect(np.isscalar(interpolation) or np.ndim(interpolation) == 0,
-               f"interpolation should be a single number, got {type(interpolation).__name__}")
-        expect(np.isclose(float(interpolation), expected_t),
-               "interpolation should be the value drawn by np.random.beta(alpha, alpha) in the provided code; "
-               f"got {interpolation}, expected {expected_t:.6f}")
-        expect(result.shape == batch_i.shape,
-               f"mixup returned shape {list(result.shape)}, expected {list(batch_i.shape)}")
-        expect(np.allclose(result, expected_t * batch_i + (1 - expected_t) * batch_j, atol=1e-5),
-               "result should be interpolation * batch_i + (1 - interpolation) * batch_j")
+    for alpha in (0.3, 2.0):
+        weights = []
+        with seeded(0):
+            for _ in range(n_draws):
+                result, interpolation = expect_pair(call("mixup", augmentations, batch_i, batch_j, alpha), "mixup")
+                expect(np.array_equal(batch_i, original_i), "mixup modified batch_i in place; work on a copy")
+                expect(np.array_equal(batch_j, original_j), "mixup modified batch_j in place; work on a copy")
+                expect(np.ndim(interpolation) == 0,
+                       f"interpolation should be a single number, got {type(interpolation).__name__}")
+                interpolation = float(interpolation)
+                expect(0 <= interpolation <= 1, f"interpolation should lie in [0, 1], got {interpolation}")
+                expect(result.shape == batch_i.shape,
+                       f"mixup returned shape {list(result.shape)}, expected {list(batch_i.shape)}")
+                expect(np.allclose(result, interpolation * batch_i + (1 - interpolation) * batch_j, atol=1e-5),
+                       "result should be interpolation * batch_i + (1 - interpolation) * batch_j, with the "
+                       "interpolation that mixup returns")
+                weights.append(interpolation)
+        mean, variance, expected_variance = np.mean(weights), np.var(weights), 1 / (4 * (2 * alpha + 1))
+        expect(abs(mean - 0.5) < 0.1 and abs(variance - expected_variance) < 0.25 * expected_variance,
+               f"interpolation should be drawn from Beta(alpha, alpha) (the provided np.random.beta line): over "
+               f"{n_draws} calls with alpha={alpha} its mean is {mean:.3f} and its variance {variance:.4f}, "
+               f"expected about 0.5 and {expected_variance:.4f}")
 
 
 # ----------------------------------------------------------------------------- utils.py
