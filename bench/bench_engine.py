@@ -66,7 +66,8 @@ def time_original(options):
 def child(pipeline, options):
     """Run one pipeline in a fresh Python process and return what it measured."""
     command = [sys.executable, __file__, "--child", pipeline, "--pretrain-batches", str(options.pretrain_batches),
-               "--finetune-batches", str(options.finetune_batches), "--original-runs", str(options.original_runs)]
+               "--finetune-batches", str(options.finetune_batches), "--original-runs", str(options.original_runs),
+               "--threads", str(options.threads)]
     env = {**os.environ, "PYTHONPATH": str(KIT_ROOT / "solutions")}
     env.setdefault("HANDIN3_DATA", str(KIT_ROOT.parent / "shared" / "data"))
     output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
@@ -78,9 +79,14 @@ def main(argv=None):
     parser.add_argument("--pretrain-batches", type=int, default=5000)
     parser.add_argument("--finetune-batches", type=int, default=1000)
     parser.add_argument("--original-runs", type=int, default=3, help="original-pipeline runs to time (of 21)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads in both pipelines (0: torch's default); 1 is fairer on a busy machine")
     parser.add_argument("--child", choices=("engine", "original"), help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:
+        if options.threads:
+            import torch
+            torch.set_num_threads(options.threads)
         measure = time_engine if options.child == "engine" else time_original
         print(json.dumps(measure(options)))
         return 0
@@ -88,7 +94,8 @@ def main(argv=None):
     steps = options.pretrain_batches + options.finetune_batches
     print(f"21 runs (3 augmentations x 7 values of s) of {options.pretrain_batches} pretraining + "
           f"{options.finetune_batches} finetuning batches of 8, MNIST -> MNIST, full test set; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+          f"{os.cpu_count()} CPUs, torch threads {options.threads or 'default'}, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
     original = child("original", options)
     print(f"original pipeline: {original['seconds']:8.1f} s for 21 runs (timed {original['runs']} runs, "
           f"{original['timed_seconds']:.1f} s), {1000 * original['seconds'] / (21 * steps):.2f} ms per run-step, "
