@@ -12,7 +12,8 @@ the verdict (``parts[part]["picture"]``).
 """
 import base64
 import html
-import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -78,35 +79,53 @@ def picture_arrays(part, part_inputs, outputs):
 
 # ----------------------------------------------------------------------------- rendering
 
-def render_picture(picture):
-    """A PNG (as a data URI) with batch_i, batch_j, expected, got and |got - expected|."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+def png_data_uri(pixels):
+    """Encode an image as a PNG data URI with numpy and zlib only (fast: no plotting library).
 
+    Args:
+        pixels: uint8 array ``[H, W]`` (grey) or ``[H, W, 3]`` (RGB).
+    """
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    height, width = pixels.shape[:2]
+    colour_type = 2 if pixels.ndim == 3 else 0
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    rows = b"".join(b"\0" + row.tobytes() for row in pixels.reshape(height, -1))  # filter 0 per row
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def _scaled(array, low, high, zoom):
+    """Map ``[low, high]`` to 0..255 (NaN and inf shown as the extremes), then enlarge by ``zoom``."""
+    array = np.nan_to_num(np.asarray(array, dtype=np.float64), nan=high, posinf=high, neginf=low)
+    grey = np.clip((array - low) / max(high - low, 1e-12), 0, 1) * 255
+    return np.kron(grey, np.ones((zoom, zoom))).astype(np.uint8)
+
+
+def picture_panels(picture, size=112):
+    """``[(title, data URI or None)]``: batch_i, batch_j, expected, got on one grey scale; |got - expected| in red."""
     panels = [("batch_i", picture["i"]), ("batch_j", picture["j"]), ("expected", picture["expected"]),
               ("got", picture["got"])]
-    if picture["got"] is not None and picture["expected"] is not None:
-        difference = np.abs(np.array(picture["got"]) - np.array(picture["expected"]))
-        panels.append(("|got - expected|", np.nan_to_num(difference, nan=1e3, posinf=1e3)))
-    images = [np.array(a, dtype=float) for _, a in panels if a is not None]
-    low, high = min(np.nanmin(a) for a in images), max(np.nanmax(a) for a in images)
-    figure, axes = plt.subplots(1, len(panels), figsize=(2.1 * len(panels), 2.4))
-    for axis, (title, array) in zip(np.atleast_1d(axes), panels):
-        axis.set_title(title, fontsize=9)
-        axis.set_xticks([])
-        axis.set_yticks([])
+    shown = [np.asarray(a, dtype=np.float64) for _, a in panels if a is not None]
+    finite = np.concatenate([a[np.isfinite(a)].ravel() for a in shown]) if shown else np.zeros(1)
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    out = []
+    for title, array in panels:
         if array is None:
-            axis.text(0.5, 0.5, "nothing to show", ha="center", va="center", fontsize=8)
-        elif title.startswith("|"):
-            axis.imshow(np.array(array), cmap="Reds", vmin=0, vmax=max(1e-9, float(np.max(array))))
-        else:
-            axis.imshow(np.array(array, dtype=float), cmap="gray", vmin=low, vmax=high)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+            out.append((title, None))
+            continue
+        out.append((title, png_data_uri(_scaled(array, low, high, max(1, size // len(array))))))
+    if picture["got"] is not None and picture["expected"] is not None:
+        difference = np.abs(np.asarray(picture["got"], dtype=np.float64) - np.asarray(picture["expected"]))
+        difference = np.nan_to_num(difference, nan=np.inf)
+        top = float(np.max(difference[np.isfinite(difference)], initial=0.0)) or 1.0
+        red = _scaled(difference, 0.0, top, max(1, size // len(difference)))
+        out.append(("|got - expected|", png_data_uri(np.stack([np.full_like(red, 255), 255 - red, 255 - red], -1))))
+    return out
 
 
 STYLE = """
@@ -115,6 +134,8 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 .pass { color: #176e2b; } .fail { color: #a4161a; }
 .status { padding: 0.6em 1em; background: #f3f3f3; border-left: 4px solid #888; }
+table.picture td { border: none; text-align: center; font-size: 0.85em; }
+table.picture img { image-rendering: pixelated; border: 1px solid #ccc; }
 """
 
 
@@ -141,7 +162,11 @@ def _part_html(name, part, row):
         caption = "Expected against got on one input (first channel)"
         if picture.get("note"):
             caption += f": {picture['note']}"
-        lines.append(f"<figure><img alt='expected against got' src='{render_picture(picture)}'>"
+        cells = "".join(
+            f"<td><div>{_escape(title)}</div>"
+            + (f"<img alt='{_escape(title)}' src='{uri}'>" if uri else "<div>nothing to show</div>") + "</td>"
+            for title, uri in picture_panels(picture))
+        lines.append(f"<figure><table class='picture'><tr>{cells}</tr></table>"
                      f"<figcaption>{_escape(caption)}</figcaption></figure>")
     return "\n".join(lines)
 

@@ -231,7 +231,8 @@ def test_feedback_explains_and_hides_hidden_tests(graded):
     assert "dup.zip" in pages["dup"] and "folder dup/" in pages["dup"]
     assert "none of the expected files" in pages["empty"]
     assert "more memory" in pages["memory_bomb"] and "time limit" in pages["fork_bomb"]
-    assert pages["quadrant"].count("data:image/png;base64,") == 2  # collage and mixup pictures
+    assert pages["quadrant"].count("<table class='picture'>") == 2  # collage and mixup pictures
+    assert pages["quadrant"].count("data:image/png;base64,") == 10  # i, j, expected, got, difference
     secret_lines = {line.strip() for name in ("hidden.py", "reference.py", "checks.py", "runner.py")
                     for line in (KIT_ROOT / "autograder" / "judge" / name).read_text().splitlines()
                     if len(line.strip()) > 24 and not line.strip().startswith(("#", '"""', "def ", "import", "from"))}
