@@ -56,8 +56,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from .augmentations import augment
