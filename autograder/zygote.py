@@ -29,10 +29,24 @@ import sys
 import time
 
 def preload(names):
+    """Import the heavy modules once, and pay torch's lazy first-use costs here, not in every child."""
     for name in filter(None, names.split(",")):
         __import__(name)
     if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)  # before any fork: no thread pools to inherit
+        warm_up_torch(sys.modules["torch"])
+
+
+def warm_up_torch(torch):
+    """One tiny training step: the first optimizer step alone takes ~5 s (lazy imports inside torch)."""
+    torch.set_num_threads(1)  # before any fork: no thread pools to inherit
+    weight = torch.zeros(2, 1, 3, 3, requires_grad=True)
+    images = torch.zeros(4, 1, 8, 8)
+    for optimizer in (torch.optim.SGD([weight], lr=0.1), torch.optim.Adam([weight])):
+        output = torch.nn.functional.conv2d(images, weight)
+        loss = torch.nn.functional.log_softmax(torch.nn.functional.max_pool2d(output, 2).flatten(1), 1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
 
 
 def processes_of(uid):
