@@ -6,7 +6,7 @@ Pipeline (each step resumable; per-student results are written atomically)::
                  without running anything                                  -> autograder.collect
     normalize    copy ONLY the known files into RESULTS/course/submitted/<id>/hand_in_3/
     judge        run every student's functions in a sandboxed child, compare outside,
-                 2 processes in parallel                                   -> RESULTS/verdicts/<id>.json
+                 2 in parallel                  -> RESULTS/verdicts/<key>.json (key: hash of the modules)
     autograde    ONE real `nbgrader autograde hand_in_3` over the students (re)graded in this run,
                  started alongside the judges: grading.ipynb's grade cells wait for each
                  verdict and read it                                       -> RESULTS/course/gradebook.db
