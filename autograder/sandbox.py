@@ -454,15 +454,17 @@ def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, rea
     for name in ETC_FILES:
         if Path("/etc", name).exists():
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    # The private /tmp comes before the binds: a kit or venv that lives under /tmp
+    # (a CI checkout, say) must be bound on top of it, not hidden by it.
+    tmp_perms = "0755" if warm else "1777"
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(limits.tmp_bytes), "--perms", tmp_perms, "--tmpfs", "/tmp",
+             "--size", str(limits.tmp_bytes), "--perms", tmp_perms, "--tmpfs", "/dev/shm"]
     for path in python_binds():
         _ro_bind(path, args)
     for bind in readonly_binds:
         source, target = bind if isinstance(bind, (tuple, list)) else (bind, bind)
         args += _mkdirs_0755(target) + ["--ro-bind", str(source), str(target)]
-    tmp_perms = "0755" if warm else "1777"
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(limits.tmp_bytes), "--perms", tmp_perms, "--tmpfs", "/tmp",
-             "--size", str(limits.tmp_bytes), "--perms", tmp_perms, "--tmpfs", "/dev/shm"]
     if warm:
         args += ["--cap-add", "CAP_KILL"]  # the server kills every leftover process of the child's uid
     args += _mkdirs_0755(workdir) + ["--bind", str(scratch_path), str(workdir), "--chdir", str(workdir)]
