@@ -22,6 +22,7 @@ from autograder import KIT_ROOT, STUDENT_MODULES
 from autograder.batch import CSV_COLUMNS, grade
 from autograder.demo import assemble
 from autograder.sandbox import bubblewrap_path
+from processes import processes_named
 
 pytestmark = pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap is not installed")
 
@@ -206,17 +207,6 @@ def test_originals_untouched_and_nothing_escaped(graded, class_folder):
     assert tree_digest(class_folder) == graded["before"]
     assert (KIT_ROOT / "solutions" / "handin" / "network.py").is_file()
     assert not processes_named("h3daemon"), "a sandboxed daemon outlived the batch"
-
-
-def processes_named(name):
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if (proc / "comm").read_text().strip() == name:
-                found.append(proc.name)
-        except OSError:
-            pass
-    return found
 
 
 def test_feedback_explains_and_hides_hidden_tests(graded):

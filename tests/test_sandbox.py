@@ -14,6 +14,7 @@ import pytest
 
 from autograder import KIT_ROOT
 from autograder.sandbox import Limits, run_isolated, bubblewrap_path
+from processes import processes_named
 
 pytestmark = pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap is not installed")
 
@@ -149,17 +150,6 @@ def test_setsid_daemon_dies_with_the_run(mode, classroom):
     result = run(code, alice, mode=mode)
     assert result.status == "ok" and "parent done" in result.stdout
     assert not processes_named("h3daemon"), "a daemon survived the run"
-
-
-def processes_named(name):
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if (proc / "comm").read_text().strip() == name:
-                found.append(proc.name)
-        except OSError:
-            pass
-    return found
 
 
 def test_no_sandbox_runs_plainly(tmp_path):
