@@ -99,4 +99,5 @@ def check(part, name, handin_dir=None):
         raise HiddenTestFailure(f"{part} · {name}: could not be graded: {error}") from None
     if not passed:
         raise HiddenTestFailure(text)
-    print(text)
+    # One write, not print()'s two: the kernel could send the text and the newline as two outputs.
+    sys.stdout.write(text + "\n")
