@@ -12,14 +12,16 @@ and measure the finetune test accuracy on the whole ``D_F`` test set.
 faster because it
 
 1. decodes and normalizes each dataset once (``data.get_dataset``) and picks batches by index;
-2. prepares the augmented batches of every run by calling ``augment`` with that run's
-   own numpy random state, exactly as the plain loop would;
+2. prepares the augmented batches of every run with the numpy half of ``augment``
+   (``blend_batch``, which calls your ``collage`` or ``mixup``) and that run's own
+   numpy random state, exactly as the plain loop would, in a thread, while the runs
+   train on the previous chunk of batches;
 3. trains all runs of one seed together: ``torch.func.stack_module_state`` stacks
    their parameters, ``vmap`` over ``grad`` of a ``functional_call`` of your network
    computes every run's gradient in one pass, and an SGD step updates them;
 4. finetunes on cached features: the convolutions are frozen, so their output for
    each training and test image is computed once;
-5. evaluates with large batches without gradients.
+5. evaluates with large batches without gradients, one run after the other.
 
 Randomness, and why a run matches the plain loop step for step. A run with seed
 ``seed`` draws from four sources, in this order, in both implementations:
@@ -49,6 +51,7 @@ import argparse
 import copy
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -60,7 +63,7 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from .augmentations import augment
+from .augmentations import AUGMENTATION_DICT, blend_batch, blended_soft_labels
 from .data import N_CLASSES, data_root, get_dataset
 from .network import Net
 from .training import batch_indices, finetune, pretrain, seed_everything
@@ -298,8 +301,11 @@ class StackedRuns:
         trainable_params = {name: self.params[name] for name in trainable}
         frozen_params = {name: value for name, value in self.params.items() if name not in trainable}
         module.train()
-        grads, (loss, log_probs) = vmap(grad_and_value(loss_of, has_aux=True))(
-            trainable_params, frozen_params, self.buffers, images, soft_labels, noise)
+        try:
+            grads, (loss, log_probs) = vmap(grad_and_value(loss_of, has_aux=True))(
+                trainable_params, frozen_params, self.buffers, runs_innermost(images), soft_labels, noise)
+        finally:
+            dropout.noise = None  # it holds a vmap-internal tensor, which cannot be copied
         with torch.no_grad():
             for name in trainable:
                 self.params[name].add_(grads[name], alpha=-lr)  # what torch.optim.SGD does
@@ -319,15 +325,37 @@ class StackedRuns:
         module = self.head(method)
         module.train(noise is not None)
         dropout = self.template.conv2_drop
+        if noise is None:
+            # Without gradients, one run after the other is faster than vmap (measured
+            # 0.8 s against 1.5 s per 1000 images for 21 runs on 2 cores).
+            return torch.stack([torch.cat([functional_call(module, _prefixed(state), (images[start:start + batch_size],))
+                                           for start in range(0, len(images), batch_size)])
+                                for state in self.run_states()])
 
         def call(params, buffers, x, mask):
             dropout.noise = mask
             return functional_call(module, {**_prefixed(params), **_prefixed(buffers)}, (x,))
 
-        outputs = [vmap(call, in_dims=(0, 0, None, None if noise is None else 0))(
-                       self.params, self.buffers, images[start:start + batch_size], noise)
-                   for start in range(0, len(images), batch_size)]
-        return torch.cat(outputs, dim=1)
+        try:
+            return vmap(call, in_dims=(0, 0, None, 0))(self.params, self.buffers, images, noise)
+        finally:
+            dropout.noise = None  # it holds a vmap-internal tensor, which cannot be copied
+
+    def run_states(self):
+        """The parameters and buffers of each run, as one dict per run (views, not copies)."""
+        state = {**self.params, **self.buffers}
+        n_runs = len(next(iter(self.params.values())))
+        return [{name: value[run] for name, value in state.items()} for run in range(n_runs)]
+
+
+def runs_innermost(images):
+    """The same ``[R, B, C, H, W]`` images, stored with the run index varying fastest in memory.
+
+    The values do not change, only the memory layout. vmap turns the runs into the
+    channels of one grouped convolution, and with the runs innermost that input is
+    channels-last, which the CPU convolution handles faster (about 16 % less time per step).
+    """
+    return images.permute(1, 2, 3, 4, 0).contiguous().permute(4, 0, 1, 2, 3)
 
 
 def _prefixed(named_tensors):
@@ -409,6 +437,10 @@ class RunGroup:
     def augmented_batches(self, run, images, labels, indices, augmentation, n_classes):
         """The batches the plain loop would train run ``run`` on, with that run's numpy state.
 
+        Calls the numpy half of ``augment`` (``blend_batch``, which calls your
+        ``collage`` or ``mixup``) batch by batch, in the plain loop's order, and
+        builds the tensors and soft labels of all batches at once.
+
         Args:
             indices: ``[n, B]`` batch indices.
 
@@ -417,14 +449,35 @@ class RunGroup:
         """
         if augmentation == "none":  # augment() would copy the images and give one-hot labels
             return images[indices], one_hot(labels[indices], n_classes)
+        combine = AUGMENTATION_DICT[augmentation]
+        pixels = images.numpy()
         saved = np.random.get_state()
         np.random.set_state(self.numpy_states[run])
         try:
-            pairs = [augment(augmentation, images[index], labels[index], n_classes) for index in indices]
+            blended, weights, partners = zip(*(blend_batch(combine, pixels[index]) for index in indices.numpy()))
         finally:
             self.numpy_states[run] = np.random.get_state()
             np.random.set_state(saved)
-        return torch.stack([batch for batch, _ in pairs]), torch.stack([soft for _, soft in pairs])
+        partner_indices = torch.gather(indices, 1, torch.from_numpy(np.stack(partners)))
+        soft_labels = blended_soft_labels(labels[indices], labels[partner_indices], np.stack(weights), n_classes,
+                                          images.dtype)
+        return torch.as_tensor(np.stack(blended), dtype=images.dtype), soft_labels
+
+    def pretraining_batches(self, all_indices, start, stop):
+        """What every run trains on in steps ``start`` to ``stop`` (``n = stop - start`` steps).
+
+        Args:
+            all_indices: one ``[n_batches, B]`` index tensor per run.
+
+        Returns:
+            (images ``[n, R, B, 1, 28, 28]``, soft labels ``[n, R, B, K]``, dropout noise ``[n, R, B, C, 1, 1]``).
+        """
+        images, soft_labels = zip(*(self.augmented_batches(r, *train_set.tensors, all_indices[r][start:stop],
+                                                           key.augmentation, self.pretrain_classes)
+                                    for r, (key, train_set) in enumerate(zip(self.keys, self.pretrain_sets))))
+        noise = [dropout_noise(stream, stop - start, self.noise_shape, self.runs.dropout_p)
+                 for stream in self.dropout_streams]
+        return torch.stack(images, dim=1), torch.stack(soft_labels, dim=1), torch.stack(noise, dim=1)
 
     def pretrain(self, n_batches, progress, test_every):
         """Pretrain every run through the pretrainer head, with its augmentation.
@@ -437,23 +490,25 @@ class RunGroup:
                                      torch.Generator().manual_seed(self.seed)) for train_set in self.pretrain_sets]
         trainable = [name for name, _ in self.nets[0].named_parameters()]
         chunk = test_every or 250  # prepare augmented batches and noise this many steps at a time
-        for start in range(0, n_batches, chunk):
-            stop = min(start + chunk, n_batches)
-            images, soft_labels = zip(*(self.augmented_batches(r, *train_set.tensors, all_indices[r][start:stop],
-                                                               key.augmentation, self.pretrain_classes)
-                                        for r, (key, train_set) in enumerate(zip(self.keys, self.pretrain_sets))))
-            images, soft_labels = torch.stack(images, dim=1), torch.stack(soft_labels, dim=1)
-            noise = torch.stack([dropout_noise(stream, stop - start, self.noise_shape, self.runs.dropout_p)
-                                 for stream in self.dropout_streams], dim=1)
-            for step in range(stop - start):
-                loss, log_probs = self.runs.sgd_step("forward", trainable, images[step], soft_labels[step],
-                                                     noise[step], self.lr)
-                _append_train(histories, loss, log_probs, soft_labels[step])
-                progress.update(1)
-            if test_every and (stop % test_every == 0 or stop == n_batches):
-                log_probs = self.runs.apply("forward", self.pretrain_test.tensors[0])
-                _append_test(histories, stop, *evaluate_log_probs(log_probs, self.pretrain_test.tensors[1],
-                                                                  self.pretrain_classes))
+        chunks = [(start, min(start + chunk, n_batches)) for start in range(0, n_batches, chunk)]
+        # A thread prepares the next chunk while the runs train on this one. Only that
+        # thread draws augmentations and dropout masks, chunk after chunk, so every run
+        # still draws them in the plain loop's order.
+        with ThreadPoolExecutor(max_workers=1) as preparer:
+            upcoming = preparer.submit(self.pretraining_batches, all_indices, *chunks[0])
+            for number, (start, stop) in enumerate(chunks):
+                images, soft_labels, noise = upcoming.result()
+                if number + 1 < len(chunks):
+                    upcoming = preparer.submit(self.pretraining_batches, all_indices, *chunks[number + 1])
+                for step in range(stop - start):
+                    loss, log_probs = self.runs.sgd_step("forward", trainable, images[step], soft_labels[step],
+                                                         noise[step], self.lr)
+                    _append_train(histories, loss, log_probs, soft_labels[step])
+                    progress.update(1)
+                if test_every and (stop % test_every == 0 or stop == n_batches):
+                    log_probs = self.runs.apply("forward", self.pretrain_test.tensors[0])
+                    _append_test(histories, stop, *evaluate_log_probs(log_probs, self.pretrain_test.tensors[1],
+                                                                      self.pretrain_classes))
         return histories
 
     def finetune(self, finetune_set, finetune_test, n_batches, progress, test_every):

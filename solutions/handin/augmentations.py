@@ -101,6 +101,39 @@ def random_partners(batch_size):
     return (np.arange(batch_size) + shifts) % batch_size
 
 
+def blend_batch(combine, images):
+    """Blend every image with a random partner from the same batch: the numpy half of :func:`augment`.
+
+    Args:
+        combine: an augmentation function such as :func:`collage`.
+        images: float array ``[B, C, H, W]``.
+
+    Returns:
+        blended: array ``[B, C, H, W]``, ``combine(images[b], images[partners[b]])`` for every ``b``.
+        weights: float array ``[B]``, the interpolation ``combine`` returned for each image.
+        partners: int array ``[B]`` from :func:`random_partners`.
+    """
+    partners = random_partners(len(images))
+    blended, weights = zip(*(combine(images[b], images[p]) for b, p in enumerate(partners)))
+    return np.stack(blended), np.asarray(weights, dtype=float), partners
+
+
+def blended_soft_labels(labels, partner_labels, weights, n_classes, dtype=torch.float32):
+    """Soft labels of blended images: ``w * one_hot(label) + (1 - w) * one_hot(partner's label)``.
+
+    Args:
+        labels, partner_labels: long tensors of any shape ``[...]``.
+        weights: float array or tensor ``[...]``, the weight of ``labels``.
+        n_classes: ``K``.
+
+    Returns:
+        tensor ``[..., K]``.
+    """
+    weight = torch.as_tensor(weights, dtype=dtype).unsqueeze(-1)
+    return (weight * one_hot(labels, n_classes, dtype=dtype)
+            + (1 - weight) * one_hot(partner_labels, n_classes, dtype=dtype))
+
+
 def augment(augmentation, batch, labels, n_classes):
     """Blend every image of a batch with another random image of the same batch.
 
@@ -118,12 +151,7 @@ def augment(augmentation, batch, labels, n_classes):
             where ``t_b`` is the interpolation returned for image ``b``.
     """
     combine = AUGMENTATION_DICT[augmentation] if isinstance(augmentation, str) else augmentation
-    partners = random_partners(len(batch))
-    images = batch.detach().cpu().numpy()
-    blended, weights = zip(*(combine(images[b], images[p]) for b, p in enumerate(partners)))
-
-    new_batch = torch.as_tensor(np.stack(blended), dtype=batch.dtype)
-    weight = torch.tensor(weights, dtype=batch.dtype).unsqueeze(1)
-    soft_labels = (weight * one_hot(labels, n_classes, dtype=batch.dtype)
-                   + (1 - weight) * one_hot(labels[torch.from_numpy(partners)], n_classes, dtype=batch.dtype))
+    blended, weights, partners = blend_batch(combine, batch.detach().cpu().numpy())
+    new_batch = torch.as_tensor(blended, dtype=batch.dtype)
+    soft_labels = blended_soft_labels(labels, labels[torch.from_numpy(partners)], weights, n_classes, batch.dtype)
     return new_batch, soft_labels
