@@ -11,6 +11,11 @@ runs are independent and alike, it runs ``--original-runs`` of them (one per aug
 by default) for the same number of batches and its time is scaled to 21 runs; pass
 ``--original-runs 21`` to time all of them. The printed ratio is original time / engine time.
 
+A third child measures a floor: the pretraining arithmetic alone, one ``Net`` (shared
+weights) on batches of 21 x 8 for the same number of steps. 21 runs with their own
+weights need at least that arithmetic, so with torch's eager CPU kernels original / floor
+is about the best ratio any engine can reach on the machine.
+
 Data: ``$HANDIN3_DATA`` (MNIST in torchvision's layout), by default ``../shared/data``.
 Targets (issue 5): the full sweep at least 15x faster than the original, under 2 minutes on 2 cores.
 """
@@ -27,6 +32,7 @@ from pathlib import Path
 KIT_ROOT = Path(__file__).resolve().parent.parent
 AUGMENTATIONS = ("none", "collage", "mixup")
 SAMPLES = (1, 2, 4, 8, 16, 32, 64)
+FLOOR_WARMUP, FLOOR_STEPS = 20, 500
 
 
 def peak_memory_mb():
@@ -63,6 +69,33 @@ def time_original(options):
             "peak_mb": peak_memory_mb()}
 
 
+def time_floor(options):
+    """The arithmetic of pretraining alone, with no per-run weights: one ``Net`` on batches of 21 x 8.
+
+    Every run-step of the sweep convolves 8 images, so 21 runs need at least this much
+    compute per step, whatever batches them. The time is measured on ``FLOOR_STEPS``
+    steps (at most) and scaled to ``--pretrain-batches``; finetuning and evaluation come on top.
+    """
+    import torch
+
+    from handin.network import Net
+    from handin.utils import cross_entropy, one_hot
+
+    torch.manual_seed(0)
+    net = Net(10, 10)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+    images, labels = torch.randn(21 * 8, 1, 28, 28), one_hot(torch.randint(0, 10, (21 * 8,)), 10)
+    timed_steps = min(FLOOR_STEPS, options.pretrain_batches)
+    for step in range(FLOOR_WARMUP + timed_steps):
+        if step == FLOOR_WARMUP:
+            start = time.perf_counter()
+        optimizer.zero_grad()
+        cross_entropy(net(images), labels).backward()
+        optimizer.step()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds * options.pretrain_batches / timed_steps, "peak_mb": peak_memory_mb()}
+
+
 def child(pipeline, options):
     """Run one pipeline in a fresh Python process and return what it measured."""
     command = [sys.executable, __file__, "--child", pipeline, "--pretrain-batches", str(options.pretrain_batches),
@@ -81,13 +114,13 @@ def main(argv=None):
     parser.add_argument("--original-runs", type=int, default=3, help="original-pipeline runs to time (of 21)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads in both pipelines (0: torch's default); 1 is fairer on a busy machine")
-    parser.add_argument("--child", choices=("engine", "original"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("engine", "original", "floor"), help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:
         if options.threads:
             import torch
             torch.set_num_threads(options.threads)
-        measure = time_engine if options.child == "engine" else time_original
+        measure = {"engine": time_engine, "original": time_original, "floor": time_floor}[options.child]
         print(json.dumps(measure(options)))
         return 0
 
@@ -105,6 +138,10 @@ def main(argv=None):
           f"{1000 * fast['seconds'] / (21 * steps):.2f} ms per run-step, peak memory {fast['peak_mb']:.0f} MB")
     print(f"ratio original / engine: {original['seconds'] / fast['seconds']:.1f}x "
           f"(target >= 15x); engine wall time {fast['seconds'] / 60:.1f} min (target < 2 min)")
+    floor = child("floor", options)
+    print(f"floor:             {floor['seconds']:8.1f} s: the pretraining arithmetic alone, one Net on batches of "
+          f"21 x 8 for {options.pretrain_batches} steps: with torch's eager CPU kernels no engine gets far past "
+          f"{original['seconds'] / floor['seconds']:.1f}x here")
     return 0
 
 
