@@ -312,25 +312,38 @@ class StackedRuns:
         return loss.detach(), log_probs.detach()
 
     @torch.no_grad()
-    def apply(self, method, images, batch_size=250, noise=None):
-        """Every run's ``method`` on the same images: in eval mode, or with this dropout noise.
+    def apply(self, method, images, batch_size=250):
+        """Every run's ``method`` on the same images, in eval mode.
+
+        Without gradients, one run after the other is faster than vmap (measured
+        0.8 s against 1.5 s per 1000 images for 21 runs on 2 cores).
 
         Args:
             images: ``[N, 1, 28, 28]``, shared by all runs.
-            noise: ``[R, N, C, 1, 1]`` to apply in train mode (then ``N <= batch_size``), or None.
 
         Returns:
             ``[R, N, ...]``.
         """
         module = self.head(method)
-        module.train(noise is not None)
+        module.eval()
+        return torch.stack([torch.cat([functional_call(module, _prefixed(state), (images[start:start + batch_size],))
+                                       for start in range(0, len(images), batch_size)])
+                            for state in self.run_states()])
+
+    @torch.no_grad()
+    def apply_with_noise(self, method, images, noise):
+        """Every run's ``method`` on the same images, in train mode with the given dropout noise.
+
+        Args:
+            images: ``[N, 1, 28, 28]``, shared by all runs.
+            noise: ``[R, N, C, 1, 1]``.
+
+        Returns:
+            ``[R, N, ...]``.
+        """
+        module = self.head(method)
+        module.train()
         dropout = self.template.conv2_drop
-        if noise is None:
-            # Without gradients, one run after the other is faster than vmap (measured
-            # 0.8 s against 1.5 s per 1000 images for 21 runs on 2 cores).
-            return torch.stack([torch.cat([functional_call(module, _prefixed(state), (images[start:start + batch_size],))
-                                           for start in range(0, len(images), batch_size)])
-                                for state in self.run_states()])
 
         def call(params, buffers, x, mask):
             dropout.noise = mask
@@ -625,7 +638,7 @@ def features_are_cacheable(net, trainable, images, noise):
     if not all(name.startswith("generalizer.") for name in trainable):
         return False
     probe = StackedRuns([net])
-    full = probe.apply("generalize", images, noise=noise[None])
+    full = probe.apply_with_noise("generalize", images, noise[None])
     features = probe.apply("apply_convs", images)
     if features.dim() != 3 or features.shape[-1] % noise.shape[1]:
         return False
