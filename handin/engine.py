@@ -326,9 +326,9 @@ class StackedRuns:
         """
         module = self.head(method)
         module.eval()
-        return torch.stack([torch.cat([functional_call(module, _prefixed(state), (images[start:start + batch_size],))
+        return torch.stack([torch.cat([functional_call(module, state, (images[start:start + batch_size],))
                                        for start in range(0, len(images), batch_size)])
-                            for state in self.run_states()])
+                            for state in map(_prefixed, self.run_states())])
 
     @torch.no_grad()
     def apply_with_noise(self, method, images, noise):
@@ -361,14 +361,15 @@ class StackedRuns:
         return [{name: value[run] for name, value in state.items()} for run in range(n_runs)]
 
 
-def runs_innermost(images):
-    """The same ``[R, B, C, H, W]`` images, stored with the run index varying fastest in memory.
+def runs_innermost(images, run_dim=0):
+    """The same images, stored with the run index (dimension ``run_dim``) varying fastest in memory.
 
     The values do not change, only the memory layout. vmap turns the runs into the
     channels of one grouped convolution, and with the runs innermost that input is
     channels-last, which the CPU convolution handles faster (about 16 % less time per step).
+    A tensor that is already laid out so is returned as it is, without a copy.
     """
-    return images.permute(1, 2, 3, 4, 0).contiguous().permute(4, 0, 1, 2, 3)
+    return images.movedim(run_dim, -1).contiguous().movedim(-1, run_dim)
 
 
 def _prefixed(named_tensors):
@@ -490,7 +491,8 @@ class RunGroup:
                                     for r, (key, train_set) in enumerate(zip(self.keys, self.pretrain_sets))))
         noise = [dropout_noise(stream, stop - start, self.noise_shape, self.runs.dropout_p)
                  for stream in self.dropout_streams]
-        return torch.stack(images, dim=1), torch.stack(soft_labels, dim=1), torch.stack(noise, dim=1)
+        images = runs_innermost(torch.stack(images, dim=1), run_dim=1)  # so sgd_step need not copy them
+        return images, torch.stack(soft_labels, dim=1), torch.stack(noise, dim=1)
 
     def pretrain(self, n_batches, progress, test_every):
         """Pretrain every run through the pretrainer head, with its augmentation.
