@@ -157,11 +157,12 @@ def find_known_files(root, notes):
 def _check_python(submission, name):
     """Parse (never run) a module: syntax errors and encodings are found here."""
     data = submission.files[name].read_bytes()
-    if not _is_utf8(data):
+    graded = as_graded(data)
+    if graded is not data:
         submission.notes.append(f"{name} is not UTF-8; it was read as cp1252 (Windows) and converted "
                                 "to UTF-8 for grading. Save your files as UTF-8.")
     try:
-        ast.parse(graded_text(submission.files[name]), filename=name)
+        ast.parse(graded, filename=name)
     except (SyntaxError, ValueError) as error:
         line = getattr(error, "lineno", None) or 0
         submission.fail(f"syntax_error:{name}:{line}",
@@ -182,10 +183,14 @@ def _is_utf8(data):
     return encoding != "utf-8"
 
 
-def graded_text(path):
-    """The bytes to grade for a module: as submitted, or converted to UTF-8 when it is not UTF-8."""
-    data = Path(path).read_bytes()
+def as_graded(data):
+    """The bytes to grade for a module's bytes: ``data`` itself, or converted to UTF-8 when it is not UTF-8."""
     return data if _is_utf8(data) else data.decode("cp1252", errors="replace").encode("utf-8")
+
+
+def graded_text(path):
+    """The bytes to grade for a module file (see :func:`as_graded`)."""
+    return as_graded(Path(path).read_bytes())
 
 
 # ----------------------------------------------------------------------------- archives

@@ -276,11 +276,10 @@ class _Cgroup:
         return next((int(line.split()[1]) for line in oom.splitlines() if line.startswith("oom_kill ")), 0)
 
     def memory_exceeded(self):
+        """Whether the memory limit was hit: an OOM kill, or an allocation the limit refused."""
         if not self.dirs:
             return False
-        oom = (self.dirs[0] / "memory.oom_control").read_text()
-        kills = [int(line.split()[1]) for line in oom.splitlines() if line.startswith("oom_kill ")]
-        return bool(kills and kills[0] > 0) or int((self.dirs[0] / "memory.failcnt").read_text()) > 0
+        return self.oom_kills() > 0 or int((self.dirs[0] / "memory.failcnt").read_text()) > 0
 
     def kill_all(self):
         for folder in self.dirs:

@@ -35,6 +35,7 @@ sys.path.insert(0, str(KIT_ROOT))
 
 from autograder import STUDENT_MODULES  # noqa: E402
 from autograder.batch import Results, grade, prepare_course  # noqa: E402
+from autograder.course import nbgrader_environment  # noqa: E402
 from autograder.demo import EXAMPLES, assemble  # noqa: E402
 
 PLAIN = "plain_hand_in"
@@ -110,9 +111,8 @@ def test_notebook():
 
 
 def nbgrader(course, *args):
-    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
     done = subprocess.run([sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}"],
-                          cwd=course, env=environment, capture_output=True, text=True)
+                          cwd=course, env=nbgrader_environment(), capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"nbgrader {' '.join(args)} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
 
