@@ -360,7 +360,7 @@ def load_verdict(results, submission, graded_key=None):
         return None
     verdict = cache.load_cached(handin_of(results, submission), cache_dir=results.verdicts)
     if verdict is None and graded_key:
-        verdict = read_json(results.verdicts / f"{graded_key}.json")
+        verdict = cache.load_by_key(graded_key, results.verdicts)
     return verdict
 
 

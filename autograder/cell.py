@@ -66,15 +66,16 @@ def verdict_for(handin_dir):
     from autograder.judge import cache
 
     folder = cache.verdicts_dir()
-    verdict = cache.load_cached(handin_dir, cache_dir=folder)
+    key = cache.verdict_key(handin_dir)  # hashes the judge and the modules: once, not at every poll
+    verdict = cache.load_by_key(key, folder)
     # the batch grader judges in parallel while nbgrader runs: wait for its verdict first
     deadline = time.monotonic() + float(os.environ.get(WAIT_ENV) or 0)
     while verdict is None and time.monotonic() < deadline:
         time.sleep(0.2)
-        verdict = cache.load_cached(handin_dir, cache_dir=folder)
+        verdict = cache.load_by_key(key, folder)
     if verdict is None:
         run_judge(handin_dir, folder)
-        verdict = cache.load_cached(handin_dir, cache_dir=folder)
+        verdict = cache.load_by_key(key, folder)
     if verdict is None:
         raise RuntimeError(f"no verdict in {folder} after judging")
     return verdict

@@ -88,7 +88,13 @@ def verdicts_dir():
 
 
 def load_cached(handin_dir, seed=DEFAULT_SEED, cache_dir=None):
-    path = Path(cache_dir or verdicts_dir()) / f"{verdict_key(handin_dir, seed)}.json"
+    """The cached verdict of a submission, or None."""
+    return load_by_key(verdict_key(handin_dir, seed), cache_dir)
+
+
+def load_by_key(key, cache_dir=None):
+    """The cached verdict stored under ``key``, or None (absent, or still being written)."""
+    path = Path(cache_dir or verdicts_dir()) / f"{key}.json"
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
