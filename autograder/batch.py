@@ -117,8 +117,7 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress, time_
     from .judge import cache
     from .judge.core import DEFAULT_LIMITS, HiddenInputs, judge_submission
 
-    todo = [s for s in submissions
-            if force or cache.load_cached(handin_of(results, s), cache_dir=results.verdicts) is None]
+    todo = [s for s in submissions if needs_judging(results, s, force)]
     if not todo:
         return []
     progress.reset(total=len(todo))
@@ -308,7 +307,7 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
             collecting.normalize(submission, results.course, results.release)
         done = read_json(results.autograded_keys) or {}
         keys = {s.student_id: verdict_key(results, s) for s in gradable}
-        to_judge = {s.student_id for s in gradable if force or not has_verdict(results, s)}
+        to_judge = {s.student_id for s in gradable if needs_judging(results, s, force)}
         autograde_ids = sorted(to_judge | {i for i, key in keys.items() if done.get(i) != key})
         if not quiet and autograde_ids:
             print(f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, alongside the judges",
@@ -342,9 +341,10 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def has_verdict(results, submission):
+def needs_judging(results, submission, force):
+    """Whether to judge a student: always with ``force``, else when no verdict is cached for these files."""
     from .judge import cache
-    return cache.load_cached(handin_of(results, submission), cache_dir=results.verdicts) is not None
+    return force or cache.load_cached(handin_of(results, submission), cache_dir=results.verdicts) is None
 
 
 def verdict_key(results, submission):
