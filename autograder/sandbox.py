@@ -478,13 +478,19 @@ def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, rea
 
 
 def _rlimits(limits):
+    """``(resource, soft, hard)`` triples for ``setrlimit``.
+
+    The CPU limit's hard value is one second above its soft one: at the soft limit the
+    kernel sends SIGXCPU, which reports the run as timed out. With equal values it would
+    send SIGKILL, which looks like any other kill.
+    """
     return [
-        (resource.RLIMIT_CPU, limits.cpu_seconds),
-        (resource.RLIMIT_FSIZE, limits.file_size_bytes),
-        (resource.RLIMIT_NOFILE, limits.open_files),
-        (resource.RLIMIT_CORE, 0),
-        (resource.RLIMIT_AS, limits.address_space_bytes),
-        (resource.RLIMIT_NPROC, limits.max_processes),
+        (resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1),
+        (resource.RLIMIT_FSIZE, limits.file_size_bytes, limits.file_size_bytes),
+        (resource.RLIMIT_NOFILE, limits.open_files, limits.open_files),
+        (resource.RLIMIT_CORE, 0, 0),
+        (resource.RLIMIT_AS, limits.address_space_bytes, limits.address_space_bytes),
+        (resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
     ]
 
 
@@ -496,8 +502,8 @@ def _child_setup(rlimits, cgroup_procs):
             fd = os.open(procs, os.O_WRONLY)
             os.write(fd, pid)
             os.close(fd)
-        for kind, value in rlimits:
-            resource.setrlimit(kind, (value, value))
+        for kind, soft, hard in rlimits:
+            resource.setrlimit(kind, (soft, hard))
     return setup
 
 
@@ -552,7 +558,7 @@ class _WarmRunner:
             command = bwrap_command([sys.executable, "-I", "/sandbox/zygote.py", ",".join(WARM_PRELOAD)],
                                     WARM_WORKDIR, self.scratch.host_path, limits, sandbox_env(WARM_WORKDIR),
                                     seccomp_fd, self.uid, [(ZYGOTE, "/sandbox/zygote.py")], warm=True)
-            rlimits = [(k, v) for k, v in _rlimits(server_limits) if k not in (resource.RLIMIT_CPU,)]
+            rlimits = [limit for limit in _rlimits(server_limits) if limit[0] != resource.RLIMIT_CPU]
             # --die-with-parent follows the thread that forks bwrap: fork from a thread that lives
             # as long as this process, not from a worker thread that a pool may end
             self.process = _SPAWNER.submit(

@@ -94,8 +94,8 @@ def child(request, out_fd, err_fd):  # the write ends of the two output pipes
         os.closerange(3, 65536)
         with open("/proc/self/oom_score_adj", "w") as adjust:
             adjust.write("1000")
-        for kind, value in request["rlimits"]:
-            resource.setrlimit(kind, (value, value))
+        for kind, soft, hard in request["rlimits"]:
+            resource.setrlimit(kind, (soft, hard))
         uid = request["uid"]
         os.setgroups([])
         os.setresgid(uid, uid, uid)

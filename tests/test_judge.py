@@ -188,3 +188,12 @@ def test_reset_grading_notebook_drops_added_cells(tmp_path):
     assert [cell.source for cell in result.cells] == ["check()"]
     other, _ = reset.preprocess(new_notebook([nbformat.v4.new_code_cell("x")]), {"nbgrader": {"notebook": "3_report"}})
     assert [cell.source for cell in other.cells] == ["x"]
+
+
+def test_a_child_killed_by_a_signal_is_crashed_unless_a_limit_stopped_it():
+    from autograder.judge.core import child_status
+    from autograder.sandbox import RunResult
+
+    assert child_status(RunResult(-9, False, False, "", "")) == "crashed"  # e.g. os.kill(os.getpid(), 9)
+    assert child_status(RunResult(-24, True, False, "", "")) == "timeout"  # SIGXCPU: the sandbox sets timed_out
+    assert child_status(RunResult(-9, False, True, "", "")) == "memory_limit"

@@ -8,6 +8,7 @@ long-lived sandbox, as the judge's runner is; needs root, else it runs cold too)
 """
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,15 @@ def test_hostile_code_is_contained(mode, classroom, name):
     assert result.seconds < QUICK.wall_seconds + 5
     assert len(result.stdout) <= QUICK.output_bytes
     assert secret.read_text() == "BOB_SECRET = 1\n"
+
+
+def test_the_cpu_limit_is_a_timeout_and_a_self_kill_is_not(mode, classroom):
+    alice, _ = classroom
+    busy = run("while True: pass", alice, replace(QUICK, wall_seconds=60, cpu_seconds=2), mode=mode)
+    assert busy.status == "timeout", (busy.returncode, busy.stderr[-500:])
+    assert busy.seconds < 30  # the CPU limit ended it, not the wall clock
+    killed = run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", alice, mode=mode)
+    assert killed.status == "crashed", (killed.returncode, killed.stderr[-500:])
 
 
 def test_setsid_daemon_dies_with_the_run(mode, classroom):

@@ -15,7 +15,6 @@ This process never imports student code. Per submission:
 import json
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import zipfile
@@ -159,9 +158,7 @@ def child_status(result):
     """Why a child stopped early: ``timeout`` (wall clock or CPU limit), ``memory_limit`` or ``crashed``."""
     if result.memory_exceeded:
         return "memory_limit"
-    # The CPU rlimit ends the child with SIGXCPU or SIGKILL (bubblewrap reports 128 + signal).
-    killed = {-signal.SIGXCPU, 128 + signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGKILL}
-    return "timeout" if result.timed_out or result.returncode in killed else "crashed"
+    return "timeout" if result.timed_out else "crashed"
 
 
 def judge_modules(modules, inputs, *, limits=DEFAULT_LIMITS, sandbox=True):
