@@ -34,6 +34,7 @@ from pathlib import Path
 from . import ASSIGNMENT, KIT_ROOT, STUDENT_MODULES
 from . import collect as collecting
 from . import sandbox
+from .cell import VERDICT_WAIT_SECONDS, WAIT_ENV
 from .course import CourseBuildError
 from .gate import ReleaseLeakError
 
@@ -159,11 +160,6 @@ def nbgrader_environment(results, use_sandbox):
     return environment
 
 
-#: How long a grade cell waits for a verdict that the judges are still computing (below the
-#: per-cell timeout of nbgrader_config.py); after it, the cell judges by itself.
-VERDICT_WAIT_SECONDS = 300
-
-
 def start_autograde(results, student_ids, use_sandbox):
     """Start ONE real ``nbgrader autograde hand_in_3`` for the given students, in the background.
 
@@ -176,7 +172,7 @@ def start_autograde(results, student_ids, use_sandbox):
     for student_id in student_ids:
         shutil.rmtree(results.autograded(student_id), ignore_errors=True)
     command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, f"--CourseDirectory.root={results.course}"]
-    environment = {**nbgrader_environment(results, use_sandbox), "HANDIN3_VERDICT_WAIT": str(VERDICT_WAIT_SECONDS)}
+    environment = {**nbgrader_environment(results, use_sandbox), WAIT_ENV: str(VERDICT_WAIT_SECONDS)}
     log = open(results.root / "nbgrader-autograde.log", "w")
     return subprocess.Popen(command, cwd=results.course, env=environment, stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT)

@@ -29,6 +29,8 @@ from pathlib import Path
 KIT_ENV = "HANDIN3_KIT"
 SANDBOX_ENV = "HANDIN3_SANDBOX"
 WAIT_ENV = "HANDIN3_VERDICT_WAIT"  # seconds to wait for a verdict the batch grader is computing
+#: What the batch grader sets ``HANDIN3_VERDICT_WAIT`` to; after the wait, the cell judges by itself.
+VERDICT_WAIT_SECONDS = 300
 #: Upper bound for one uncached judge run (every part crashing and timing out in turn).
 JUDGE_TIMEOUT_SECONDS = 660
 
