@@ -35,6 +35,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import functools
 import itertools
 import json
 import os
@@ -96,7 +97,7 @@ class SandboxUnavailable(RuntimeError):
     """bubblewrap (or what it needs) is missing; the message says how to fix it."""
 
 
-#: Where the sandbox keeps its per-run state on the host (slot locks, seccomp program, tmpfs mounts).
+#: Where the sandbox keeps its per-run state on the host (slot locks, tmpfs mounts).
 STATE_DIR = Path(tempfile.gettempdir()) / "handin3-sandbox"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_CONTROLLERS = ("memory", "pids", "cpu")
@@ -162,16 +163,15 @@ class _ArgCmp(ctypes.Structure):
                 ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
 
 
+@functools.cache
 def seccomp_program():
-    """Compile the filter (allow everything except :data:`BLOCKED_SYSCALLS`) to a BPF program file.
+    """The filter (allow everything except :data:`BLOCKED_SYSCALLS`) compiled to BPF: bytes.
 
     Blocked calls fail with EPERM; ``clone`` with CLONE_NEWUSER fails with EPERM and
     ``clone3`` with ENOSYS so that libc falls back to ``clone``, whose flags the
-    filter can see. Returns the path of the compiled program (cached per grader process).
+    filter can see. Compiled once per grader process and kept in memory: no file that
+    another thread, or a later process with the same pid, could overwrite.
     """
-    path = STATE_DIR / f"seccomp-{os.getpid()}.bpf"
-    if path.exists():
-        return path
     lib = _load_libseccomp()
     if lib is None:
         raise SandboxUnavailable("libseccomp.so.2 is missing: `apt-get install libseccomp2`.")
@@ -198,15 +198,27 @@ def seccomp_program():
         add("clone3", deny(errno.ENOSYS))
         masked_eq = 7  # SCMP_CMP_MASKED_EQ: (arg0 & datum_a) == datum_b
         add("clone", deny(errno.EPERM), _ArgCmp(0, masked_eq, CLONE_NEWUSER, CLONE_NEWUSER))
-        STATE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        with open(partial, "wb") as handle:
-            if lib.seccomp_export_bpf(ctx, handle.fileno()) != 0:
+        with tempfile.TemporaryFile() as exported:
+            if lib.seccomp_export_bpf(ctx, exported.fileno()) != 0:
                 raise SandboxUnavailable("libseccomp could not export the BPF program")
-        partial.replace(path)
+            exported.seek(0)
+            return exported.read()
     finally:
         lib.seccomp_release(ctx)
-    return path
+
+
+def open_seccomp_program():
+    """A new descriptor, at offset 0, holding :func:`seccomp_program` for ``bwrap --seccomp FD``.
+
+    bwrap reads the descriptor to its end, so every run needs its own; the caller closes it.
+    """
+    descriptor = os.memfd_create("handin3-seccomp", os.MFD_CLOEXEC)
+    program = seccomp_program()
+    if os.write(descriptor, program) != len(program):
+        os.close(descriptor)
+        raise SandboxUnavailable("could not write the seccomp program to a memfd")
+    os.lseek(descriptor, 0, os.SEEK_SET)
+    return descriptor
 
 
 # ----------------------------------------------------------------------------- uid slots
@@ -553,7 +565,7 @@ class _WarmRunner:
                                   "max_processes": limits.max_processes + 16, "cpu_seconds": 10**7})
         self.cgroup = _Cgroup(name, server_limits)
         self.scratch = _Scratch(Path(tempfile.mkdtemp(prefix="handin3-warm-")), name, limits, self.uid)
-        seccomp_fd = os.open(seccomp_program(), os.O_RDONLY)
+        seccomp_fd = open_seccomp_program()
         try:
             command = bwrap_command([sys.executable, "-I", "/sandbox/zygote.py", ",".join(WARM_PRELOAD)],
                                     WARM_WORKDIR, self.scratch.host_path, limits, sandbox_env(WARM_WORKDIR),
@@ -707,11 +719,11 @@ def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=()
                     return result
             return result
     name = f"{CGROUP_PREFIX}{os.getpid()}-{next(_run_counter)}"
-    program = seccomp_program()
+    seccomp_program()  # fails early, before a slot is taken, if libseccomp is missing
     with _Slot() as slot:
         cgroup = _Cgroup(name, limits)
         scratch = _Scratch(workdir, name, limits, slot.uid)
-        seccomp_fd = os.open(program, os.O_RDONLY)
+        seccomp_fd = open_seccomp_program()
         try:
             command = bwrap_command(argv, workdir, scratch.host_path, limits, sandbox_env(workdir, env),
                                     seccomp_fd, slot.uid, readonly_binds)

@@ -7,7 +7,9 @@ short wall-clock limit, and checks the grader's side afterwards. Tests that take
 long-lived sandbox, as the judge's runner is; needs root, else it runs cold too).
 """
 import os
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -165,3 +167,27 @@ def test_setsid_daemon_dies_with_the_run(mode, classroom):
 def test_no_sandbox_runs_plainly(tmp_path):
     result = run_isolated([sys.executable, "-c", "import os; print(os.getuid())"], tmp_path, QUICK, sandbox=False)
     assert result.status == "ok" and result.stdout.strip() == str(os.getuid())
+
+
+def test_every_run_gets_its_own_whole_seccomp_program(tmp_path):
+    """bwrap reads its --seccomp descriptor to the end, so runs in parallel threads each need a fresh one,
+    and nothing on disk may be shared (the kit once raced on a file named after the pid)."""
+    from autograder.sandbox import open_seccomp_program, seccomp_program
+
+    program = seccomp_program()
+    assert len(program) > 0 and len(program) % 8 == 0, "a BPF program is a whole number of 8-byte instructions"
+
+    def read_one(_):
+        descriptor = open_seccomp_program()
+        try:
+            return os.read(descriptor, len(program) + 1)
+        finally:
+            os.close(descriptor)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert set(pool.map(read_one, range(16))) == {program}
+    compile_in_a_fresh_process = ("import os; from autograder import sandbox; "
+                                  "os.close(sandbox.open_seccomp_program())")
+    subprocess.run([sys.executable, "-c", compile_in_a_fresh_process], cwd=KIT_ROOT, check=True,
+                   env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert not list(tmp_path.rglob("*")), "the program lives in memory, not in a shared file"
