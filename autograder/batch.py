@@ -22,6 +22,7 @@ itself cannot run (no bubblewrap without --no-sandbox, bad arguments, nbgrader f
 import argparse
 import csv
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -31,12 +32,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import ASSIGNMENT, KIT_ROOT, STUDENT_MODULES
+from . import ASSIGNMENT, KIT_ROOT
 from . import collect as collecting
 from . import sandbox
 from .cell import VERDICT_WAIT_SECONDS, WAIT_ENV
 from .course import CourseBuildError
+from .files import write_atomically
 from .gate import ReleaseLeakError
+from .judge import cache
 
 PARTS = ("collage", "mixup", "cross_entropy", "network", "frozen_finetuning")
 CSV_COLUMNS = ("student_id",) + PARTS + ("total", "max_total", "status")
@@ -48,15 +51,6 @@ class GraderError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------- small file helpers
-
-def write_atomically(path, text):
-    """Write ``text`` to ``path`` via a temporary file and a rename: a crash leaves the old file or the new."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
 
 def read_json(path):
     try:
@@ -115,7 +109,6 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress, time_
     Returns:
         the student ids judged in this run.
     """
-    from .judge import cache
     from .judge.core import DEFAULT_LIMITS, HiddenInputs, judge_submission
 
     todo = [s for s in submissions if needs_judging(results, s, force)]
@@ -134,7 +127,9 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress, time_
         try:
             verdict = judge_submission(handin, sandbox=use_sandbox, inputs=inputs, limits=limits)
         except Exception as error:  # a bug or resource problem in the grader itself: report, keep going
-            progress.write(f"{submission.student_id}: the judge failed: {type(error).__name__}: {error}")
+            message = f"{submission.student_id}: the judge failed: {type(error).__name__}: {error}"
+            progress.write(message)
+            cache.store_failure(cache.verdict_key(handin), message, cache_dir=results.verdicts)
             return submission
         cache.store(verdict, handin, cache_dir=results.verdicts)
         return submission
@@ -246,12 +241,11 @@ def write_csv(results, submissions, scores, verdicts):
         row["max_total"] = _points(sum(maxima.values()))
         row["status"] = final_status(submission, verdicts.get(submission.student_id))
         rows.append(row)
-    partial = results.csv.with_suffix(".csv.partial")
-    with open(partial, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(partial, results.csv)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(results.csv, text.getvalue())
     return rows
 
 
@@ -304,6 +298,8 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
         done = read_json(results.autograded_keys) or {}
         keys = {s.student_id: verdict_key(results, s) for s in gradable}
         to_judge = {s.student_id for s in gradable if needs_judging(results, s, force)}
+        for student_id in to_judge:  # a failure of an earlier run must not cut this run's wait short
+            cache.clear_failure(keys[student_id], results.verdicts)
         autograde_ids = sorted(to_judge | {i for i, key in keys.items() if done.get(i) != key})
         if not quiet and autograde_ids:
             print(f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, alongside the judges",
@@ -339,19 +335,16 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
 
 def needs_judging(results, submission, force):
     """Whether to judge a student: always with ``force``, else when no verdict is cached for these files."""
-    from .judge import cache
     return force or cache.load_cached(handin_of(results, submission), cache_dir=results.verdicts) is None
 
 
 def verdict_key(results, submission):
-    from .judge import cache
     return cache.verdict_key(handin_of(results, submission))
 
 
 def load_verdict(results, submission, graded_key=None):
     """The student's verdict: by the current key, else by the key recorded when it was autograded
     (the judge's version is part of the key; a judge edited since then changes it)."""
-    from .judge import cache
     if not submission.gradable:
         return None
     verdict = cache.load_cached(handin_of(results, submission), cache_dir=results.verdicts)

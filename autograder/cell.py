@@ -70,9 +70,10 @@ def verdict_for(handin_dir):
     folder = cache.verdicts_dir()
     key = cache.verdict_key(handin_dir)  # hashes the judge and the modules: once, not at every poll
     verdict = cache.load_by_key(key, folder)
-    # the batch grader judges in parallel while nbgrader runs: wait for its verdict first
+    # the batch grader judges in parallel while nbgrader runs: wait for its verdict first,
+    # unless it has reported that it could not judge these modules
     deadline = time.monotonic() + float(os.environ.get(WAIT_ENV) or 0)
-    while verdict is None and time.monotonic() < deadline:
+    while verdict is None and time.monotonic() < deadline and not cache.judge_failed(key, folder):
         time.sleep(0.2)
         verdict = cache.load_by_key(key, folder)
     if verdict is None:

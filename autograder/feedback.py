@@ -14,9 +14,10 @@ import base64
 import html
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
+
+from .files import write_atomically
 
 #: The hidden case shown in the picture of each part (one input example; showing it is accepted).
 PICTURE_CASE = {"collage": "c0", "mixup": "m0"}
@@ -196,8 +197,4 @@ def feedback_html(submission, row, verdict):
 
 def write_feedback(path, submission, row, verdict):
     """Write the page atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(feedback_html(submission, row, verdict), encoding="utf-8")
-    partial.replace(path)
+    write_atomically(path, feedback_html(submission, row, verdict))

@@ -5,14 +5,15 @@ The full matrix of buggy, variant and tamper submissions runs through real
 ``nbgrader autograde`` in ``test_autograde.py``.
 """
 import json
-import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
 import numpy as np
 import pytest
 
 from autograder import STUDENT_MODULES
+from autograder import cell
 from autograder.cell import HiddenTestFailure, check
 from autograder.judge import cache
 from autograder.judge.core import HiddenInputs, judge_submission, load_npz
@@ -133,6 +134,35 @@ def test_cell_check_judges_an_uncached_submission_in_a_subprocess(tmp_path, monk
     with pytest.raises(HiddenTestFailure, match="summed over the batch"):
         check("cross_entropy", "batch_mean", handin)
     assert len(list((tmp_path / "verdicts").glob("*.json"))) == 1, "judged once, then served from the cache"
+
+
+def test_a_cell_stops_waiting_when_the_batch_grader_gives_up(tmp_path, monkeypatch, capsys):
+    """The batch grader could not judge these modules: the cell judges at once instead of polling."""
+    handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
+    folder = tmp_path / "verdicts"
+    monkeypatch.setenv(cache.VERDICTS_ENV, str(folder))
+    monkeypatch.setenv(cell.WAIT_ENV, "3600")
+    cache.store_failure(cache.verdict_key(handin), "ref: the judge failed: OSError", cache_dir=folder)
+
+    def no_polling(seconds):
+        raise AssertionError("the cell polled for a verdict that the batch grader said will not come")
+
+    monkeypatch.setattr(cell.time, "sleep", no_polling)
+    monkeypatch.setattr(cell, "run_judge", lambda handin_dir, cache_dir: fake_verdict(handin_dir, cache_dir, True))
+    check("collage", "quarters", handin)
+    assert "collage · quarters: 4/4 points. Passed." in capsys.readouterr().out
+    assert not cache.judge_failed(cache.verdict_key(handin), folder), "storing the verdict clears the failure"
+
+
+def test_cache_writes_from_many_threads_at_once_stay_whole(tmp_path):
+    """Identical submissions share a key, so two judge threads may store the same verdict at once."""
+    handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
+    verdicts = [{"parts": {}, "writer": n, "padding": "x" * 200_000} for n in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        paths = set(pool.map(lambda v: cache.store(v, handin, cache_dir=tmp_path / "verdicts"), verdicts * 10))
+    assert len(paths) == 1
+    assert cache.load_cached(handin, cache_dir=tmp_path / "verdicts") in verdicts
+    assert [p.name for p in (tmp_path / "verdicts").iterdir()] == [paths.pop().name], "no temporary file is left"
 
 
 # ----------------------------------------------------------------------------- nbgrader preprocessors

@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 from .. import STUDENT_MODULES
+from ..files import write_atomically
 
 JUDGE_DIR = Path(__file__).resolve().parent
 DEFAULT_SEED = 20240611
@@ -94,19 +95,36 @@ def load_cached(handin_dir, seed=DEFAULT_SEED, cache_dir=None):
 
 def load_by_key(key, cache_dir=None):
     """The cached verdict stored under ``key``, or None (absent, or still being written)."""
-    path = Path(cache_dir or verdicts_dir()) / f"{key}.json"
     try:
-        return json.loads(path.read_text())
+        return json.loads(_path(key, ".json", cache_dir).read_text())
     except (FileNotFoundError, ValueError):
         return None
 
 
 def store(verdict, handin_dir, seed=DEFAULT_SEED, cache_dir=None):
     """Write a verdict atomically under its key; returns the path."""
-    folder = Path(cache_dir or verdicts_dir())
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{verdict_key(handin_dir, seed)}.json"
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    temporary.write_text(json.dumps(verdict, indent=1, sort_keys=True))
-    os.replace(temporary, path)
+    key = verdict_key(handin_dir, seed)
+    path = write_atomically(_path(key, ".json", cache_dir), json.dumps(verdict, indent=1, sort_keys=True))
+    clear_failure(key, cache_dir)
     return path
+
+
+def store_failure(key, message, cache_dir=None):
+    """Record that the batch grader could not judge the modules under ``key``.
+
+    The grade cells waiting for that verdict then stop waiting and judge by themselves.
+    """
+    return write_atomically(_path(key, ".failed", cache_dir), message)
+
+
+def judge_failed(key, cache_dir=None):
+    """Whether the batch grader gave up on the verdict under ``key`` (see :func:`store_failure`)."""
+    return _path(key, ".failed", cache_dir).is_file()
+
+
+def clear_failure(key, cache_dir=None):
+    _path(key, ".failed", cache_dir).unlink(missing_ok=True)
+
+
+def _path(key, suffix, cache_dir):
+    return Path(cache_dir or verdicts_dir()) / f"{key}{suffix}"
