@@ -15,10 +15,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from autograder import KIT_ROOT, STUDENT_MODULES
+from autograder import KIT_ROOT
 from autograder.batch import CSV_COLUMNS, grade
 from autograder.demo import assemble
 from autograder.sandbox import bubblewrap_path
