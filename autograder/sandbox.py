@@ -31,6 +31,7 @@ copied back (symlinks are never followed) and the tmpfs is unmounted.
 timeout and output caps: for development only.
 """
 import atexit
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -374,11 +375,15 @@ class _Scratch:
             return
         self.mount = STATE_DIR / name
         self.mount.mkdir(mode=0o700, parents=True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={limits.scratch_bytes},mode=0755,nosuid,nodev",
-                        "tmpfs", str(self.mount)], check=True, capture_output=True)
-        _copy_tree(self.workdir, self.mount, limits.scratch_bytes)
-        for path in [self.mount, *self.mount.rglob("*")]:
-            os.lchown(path, owner_uid, owner_uid)
+        try:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={limits.scratch_bytes},mode=0755,nosuid,nodev",
+                            "tmpfs", str(self.mount)], check=True, capture_output=True)
+            _copy_tree(self.workdir, self.mount, limits.scratch_bytes)
+            for path in [self.mount, *self.mount.rglob("*")]:
+                os.lchown(path, owner_uid, owner_uid)
+        except BaseException:
+            self._unmount()
+            raise
         self.host_path = self.mount
 
     def copy_back_and_remove(self, max_bytes):
@@ -387,8 +392,11 @@ class _Scratch:
         try:
             _copy_tree(self.mount, self.workdir, max_bytes)
         finally:
-            subprocess.run(["umount", "-l", str(self.mount)], capture_output=True)
-            shutil.rmtree(self.mount, ignore_errors=True)
+            self._unmount()
+
+    def _unmount(self):
+        subprocess.run(["umount", "-l", str(self.mount)], capture_output=True)
+        shutil.rmtree(self.mount, ignore_errors=True)
 
 
 def _copy_tree(source, target, max_file_bytes):
@@ -560,31 +568,40 @@ class _WarmRunner:
 
     def __init__(self, slot, limits):
         self.uid, self.limits, self.died = slot.uid, limits, False
+        self.process = self.scratch = None
         name = f"{CGROUP_PREFIX}{os.getpid()}-warm{slot.number}"
         server_limits = Limits(**{**limits.__dict__, "memory_bytes": limits.memory_bytes + WARM_MEMORY_OVERHEAD,
                                   "max_processes": limits.max_processes + 16, "cpu_seconds": 10**7})
         self.cgroup = _Cgroup(name, server_limits)
-        self.scratch = _Scratch(Path(tempfile.mkdtemp(prefix="handin3-warm-")), name, limits, self.uid)
+        # a runner that fails to start must leave nothing behind: the slot's next runner reuses the names
+        try:
+            self.scratch = _Scratch(Path(tempfile.mkdtemp(prefix="handin3-warm-")), name, limits, self.uid)
+            self.process = self._start_server(server_limits)
+            if self._read_line(120) != "ready":
+                raise SandboxUnavailable("the warm runner did not start; set HANDIN3_WARM=0 to run cold")
+        except BaseException:
+            self.close()
+            raise
+        for folder in self.cgroup.dirs[:1]:  # the OOM killer must pick the children, never the server
+            for pid in (folder / "cgroup.procs").read_text().split():
+                _write(f"/proc/{pid}/oom_score_adj", -1000, ignore_errors=True)
+
+    def _start_server(self, server_limits):
+        """Start bubblewrap running the zygote server; returns the Popen."""
         seccomp_fd = open_seccomp_program()
         try:
             command = bwrap_command([sys.executable, "-I", "/sandbox/zygote.py", ",".join(WARM_PRELOAD)],
-                                    WARM_WORKDIR, self.scratch.host_path, limits, sandbox_env(WARM_WORKDIR),
+                                    WARM_WORKDIR, self.scratch.host_path, self.limits, sandbox_env(WARM_WORKDIR),
                                     seccomp_fd, self.uid, [(ZYGOTE, "/sandbox/zygote.py")], warm=True)
             rlimits = [limit for limit in _rlimits(server_limits) if limit[0] != resource.RLIMIT_CPU]
             # --die-with-parent follows the thread that forks bwrap: fork from a thread that lives
             # as long as this process, not from a worker thread that a pool may end
-            self.process = _SPAWNER.submit(
+            return _SPAWNER.submit(
                 subprocess.Popen, command, cwd="/", env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, pass_fds=(seccomp_fd,), start_new_session=True,
                 preexec_fn=_child_setup(rlimits, self.cgroup.procs_files)).result()
         finally:
             os.close(seccomp_fd)
-        if self._read_line(120) != "ready":
-            self.close()
-            raise SandboxUnavailable("the warm runner did not start; set HANDIN3_WARM=0 to run cold")
-        for folder in self.cgroup.dirs[:1]:  # the OOM killer must pick the children, never the server
-            for pid in (folder / "cgroup.procs").read_text().split():
-                _write(f"/proc/{pid}/oom_score_adj", -1000, ignore_errors=True)
 
     def alive(self, limits):
         return self.process.poll() is None and limits == self.limits
@@ -633,15 +650,17 @@ class _WarmRunner:
         return result
 
     def close(self):
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError, AttributeError):
-            pass
-        if hasattr(self, "process"):
+        """Stop the server and remove what the runner set up (also after a failed start)."""
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
             self.process.wait()
         self.cgroup.kill_all()
-        self.scratch.copy_back_and_remove(0)
-        shutil.rmtree(self.scratch.workdir, ignore_errors=True)
+        if self.scratch is not None:
+            self.scratch.copy_back_and_remove(0)
+            shutil.rmtree(self.scratch.workdir, ignore_errors=True)
         self.cgroup.remove()
 
 
@@ -720,22 +739,20 @@ def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=()
             return result
     name = f"{CGROUP_PREFIX}{os.getpid()}-{next(_run_counter)}"
     seccomp_program()  # fails early, before a slot is taken, if libseccomp is missing
-    with _Slot() as slot:
+    with _Slot() as slot, contextlib.ExitStack() as cleanup:  # undone in reverse, also after an error
         cgroup = _Cgroup(name, limits)
+        cleanup.callback(cgroup.remove)
         scratch = _Scratch(workdir, name, limits, slot.uid)
+        cleanup.callback(scratch.copy_back_and_remove, limits.file_size_bytes)
+        cleanup.callback(cgroup.kill_all)
         seccomp_fd = open_seccomp_program()
-        try:
-            command = bwrap_command(argv, workdir, scratch.host_path, limits, sandbox_env(workdir, env),
-                                    seccomp_fd, slot.uid, readonly_binds)
-            result = _run(command, workdir, limits, cwd="/", env={"PATH": "/usr/bin:/bin"},
-                          pass_fds=(seccomp_fd,), cgroup=cgroup)
-            if cgroup.memory_exceeded() and result.returncode != 0:
-                result.memory_exceeded = True
-        finally:
-            os.close(seccomp_fd)
-            cgroup.kill_all()
-            scratch.copy_back_and_remove(limits.file_size_bytes)
-            cgroup.remove()
+        cleanup.callback(os.close, seccomp_fd)
+        command = bwrap_command(argv, workdir, scratch.host_path, limits, sandbox_env(workdir, env),
+                                seccomp_fd, slot.uid, readonly_binds)
+        result = _run(command, workdir, limits, cwd="/", env={"PATH": "/usr/bin:/bin"},
+                      pass_fds=(seccomp_fd,), cgroup=cgroup)
+        if cgroup.memory_exceeded() and result.returncode != 0:
+            result.memory_exceeded = True
     return result
 
 

@@ -191,3 +191,26 @@ def test_every_run_gets_its_own_whole_seccomp_program(tmp_path):
     subprocess.run([sys.executable, "-c", compile_in_a_fresh_process], cwd=KIT_ROOT, check=True,
                    env={**os.environ, "TMPDIR": str(tmp_path)})
     assert not list(tmp_path.rglob("*")), "the program lives in memory, not in a shared file"
+
+
+@pytest.mark.parametrize("mode", ["cold", "warm"])
+def test_a_sandbox_that_fails_to_start_leaves_nothing_behind(mode, classroom, monkeypatch):
+    """A failed start once left the warm slot's tmpfs mounted, so every later run in that slot failed."""
+    from autograder import sandbox
+
+    alice, _ = classroom
+    sandbox.close_warm_runners()  # the warm run below must start a new runner
+    real_open = sandbox.open_seccomp_program
+
+    def fails_once():
+        monkeypatch.setattr(sandbox, "open_seccomp_program", real_open)
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(sandbox, "open_seccomp_program", fails_once)
+    with pytest.raises(OSError, match="Too many open files"):
+        run("print('unreachable')", alice, mode=mode)
+    ours = f"{sandbox.CGROUP_PREFIX}{os.getpid()}-"
+    assert ours not in Path("/proc/mounts").read_text(), "a scratch tmpfs is still mounted"
+    assert not list(sandbox.CGROUP_ROOT.glob(f"*/{ours}*")), "a cgroup is left"
+    again = run("print('fine')", alice, mode=mode)
+    assert again.status == "ok" and again.stdout.strip() == "fine", again.stderr[-500:]
