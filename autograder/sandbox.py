@@ -213,8 +213,8 @@ def open_seccomp_program():
 
     bwrap reads the descriptor to its end, so every run needs its own; the caller closes it.
     """
+    program = seccomp_program()  # first: if compiling fails, no descriptor is left open
     descriptor = os.memfd_create("handin3-seccomp", os.MFD_CLOEXEC)
-    program = seccomp_program()
     if os.write(descriptor, program) != len(program):
         os.close(descriptor)
         raise SandboxUnavailable("could not write the seccomp program to a memfd")
