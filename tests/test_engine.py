@@ -19,8 +19,17 @@ engine = load_module(KIT_ROOT / "solutions" / "handin", "handin_solutions", "eng
 findings = load_module(KIT_ROOT / "solutions" / "handin", "handin_solutions", "findings")
 network = load_module(KIT_ROOT / "solutions" / "handin", "handin_solutions", "network")
 
-#: The first steps agree to float rounding; later ones may drift by max-pool ties, far below any bug.
+#: Losses: the first steps agree to float rounding (float32, sums of a few hundred terms in another
+#: order: about 1e-6); later ones may drift by max-pool ties, still far below any bug.
 EARLY_STEPS, EARLY_TOLERANCE, TOLERANCE = 40, 1e-5, 5e-3
+#: Accuracies count argmax agreements. Where two classes' log-probabilities are within float rounding,
+#: the batched and the plain path can pick different classes on another CPU or BLAS build (seen on an
+#: AMD EPYC: one of 8 train predictions flipped at one step). So accuracies may differ by at most one
+#: prediction per evaluation, at no more than MAX_FLIPPED_FRACTION of the evaluations: a real bug in
+#: the engine changes many predictions at most steps.
+MAX_FLIPPED_FRACTION = 0.05
+BATCH_SIZE = 8
+TEST_IMAGES = 10 * 20  # the whole test set of conftest's tiny_data: 10 classes, 20 images each
 
 CONFIG = engine.ExperimentConfig(pretrain_dataset="mnist", finetune_datasets=("mnist", "fashion-mnist"),
                                  samples=(1,), seeds=(3,), pretrain_batches=200, finetune_batches=100,
@@ -45,14 +54,33 @@ def engine_records(tiny_data, tmp_path_factory):
 
 
 def assert_same_run(engine_record, plain_record):
-    """Every curve of both phases agrees: tightly for the first steps, within TOLERANCE after."""
+    """Every curve of both phases agrees: losses to float rounding, accuracies but for near-tie flips."""
     for phase in ("pretrain", "finetune"):
-        for curve in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "test_steps"):
-            fast, plain = np.array(engine_record[phase][curve]), np.array(plain_record[phase][curve])
-            assert fast.shape == plain.shape, f"{phase} {curve}: {fast.shape} != {plain.shape}"
-            where = f"{engine_record['augmentation']} s={engine_record['s']} {phase} {curve}"
-            np.testing.assert_allclose(fast[:EARLY_STEPS], plain[:EARLY_STEPS], atol=EARLY_TOLERANCE, err_msg=where)
-            np.testing.assert_allclose(fast, plain, atol=TOLERANCE, err_msg=where)
+        where = f"{engine_record['augmentation']} s={engine_record['s']} {phase}"
+        fast, plain = engine_record[phase], plain_record[phase]
+        assert fast["test_steps"] == plain["test_steps"], where
+        for curve in ("train_loss", "test_loss"):
+            assert_same_losses(np.array(fast[curve]), np.array(plain[curve]), f"{where} {curve}")
+        assert_same_accuracies(np.array(fast["train_accuracy"]), np.array(plain["train_accuracy"]),
+                               1 / BATCH_SIZE, f"{where} train_accuracy")
+        assert_same_accuracies(np.array(fast["test_accuracy"]), np.array(plain["test_accuracy"]),
+                               1 / TEST_IMAGES, f"{where} test_accuracy")
+
+
+def assert_same_losses(fast, plain, where):
+    assert fast.shape == plain.shape, f"{where}: {fast.shape} != {plain.shape}"
+    np.testing.assert_allclose(fast[:EARLY_STEPS], plain[:EARLY_STEPS], atol=EARLY_TOLERANCE, err_msg=where)
+    np.testing.assert_allclose(fast, plain, atol=TOLERANCE, err_msg=where)
+
+
+def assert_same_accuracies(fast, plain, one_prediction, where):
+    """At most one prediction flipped per evaluation, at no more than MAX_FLIPPED_FRACTION of them."""
+    assert fast.shape == plain.shape, f"{where}: {fast.shape} != {plain.shape}"
+    flipped = np.abs(fast - plain) > one_prediction / 2
+    assert np.all(np.abs(fast - plain) <= one_prediction * 1.001), (
+        f"{where}: more than one prediction differs at evaluations {np.flatnonzero(flipped)[:10]}")
+    assert flipped.mean() <= MAX_FLIPPED_FRACTION, (
+        f"{where}: predictions differ at {flipped.sum()} of {flipped.size} evaluations")
 
 
 @pytest.mark.parametrize("augmentation", ["none", "collage", "mixup"])
