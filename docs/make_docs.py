@@ -5,7 +5,7 @@
 Results go to build/real/{mnist,fashion}.json (kept out of git, with every curve);
 docs/ gets the figures (PNG), findings.md (the claims and the accuracy table) and
 results_summary.json (every run's config, seed and final numbers, without the curves).
-See docs/README.md for what the committed files were made with.
+See docs/real-data-results.md for what the committed files were made with.
 """
 import argparse
 import json
@@ -81,7 +81,7 @@ def write_tables(records, options):
                 f"1000 finetuning batches, batch size 8, lr 0.01, finetuning on 256 samples per class")
     (DOCS / "findings.md").write_text(
         f"# Findings on the real data\n\nSettings: {settings}. Regenerate with `docs/make_docs.py` "
-        f"(see docs/README.md).\n\n## Claims\n\n{findings.markdown_table(records)}\n\n"
+        f"(see docs/real-data-results.md).\n\n## Claims\n\n{findings.markdown_table(records)}\n\n"
         f"## Finetune test accuracy (mean ± 95% CI half-width over seeds)\n\n{findings.accuracy_markdown(records)}\n")
     print("wrote docs/findings.md")
     summary = [{key: value for key, value in record.items() if key not in ("pretrain", "finetune")}
