@@ -131,13 +131,14 @@ def clean_notes(notes):
         raise ValueError("the notes are not a JSON object")
 
     def texts(value):
-        return {str(k)[:100]: str(v)[:300] for k, v in value.items()} if isinstance(value, dict) else {}
+        """``{text: text or None}`` of a JSON object; anything else is treated as absent."""
+        if not isinstance(value, dict):
+            return {}
+        return {str(key)[:100]: None if text is None else str(text)[:300] for key, text in value.items()}
 
-    cleaned = {"errors": texts(notes.get("errors")),
-               "raised": {str(k)[:100]: None if v is None else str(v)[:300]
-                          for k, v in (notes.get("raised") or {}).items()} if isinstance(notes.get("raised"), dict) else {},
-               "not_implemented": [str(name)[:100] for name in notes.get("not_implemented", [])[:20]]
-               if isinstance(notes.get("not_implemented"), list) else []}
+    stubs = notes.get("not_implemented")
+    cleaned = {"errors": texts(notes.get("errors")), "raised": texts(notes.get("raised")),
+               "not_implemented": [str(name)[:100] for name in stubs[:20]] if isinstance(stubs, list) else []}
     if isinstance(notes.get("returned"), int) and not isinstance(notes.get("returned"), bool):
         cleaned["returned"] = notes["returned"]
     if notes.get("import_error"):
