@@ -194,7 +194,7 @@ def judge_part(part, inputs, arrays, notes):
     except (ValueError, TypeError, IndexError, KeyError) as error:  # outputs of an unexpected type or shape
         return failed_part(part, "invalid_output", REASONS["invalid_output"].format(error=f"{type(error).__name__}: "
                                                                                         f"{str(error)[:200]}"))
-    if reason := not_implemented(part, notes):
+    if verdict["score"] < verdict["max"] and (reason := not_implemented(part, notes)):
         verdict.update(status="not_implemented", reason=reason)
     if picture is not None:
         verdict["picture"] = picture
