@@ -118,7 +118,7 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress, time_
     if len(todo) < len(submissions) and not force:
         progress.write(f"{len(submissions) - len(todo)} student(s) already judged with the same files: "
                        "skipped (use --force)")
-    inputs = HiddenInputs()
+    inputs = HiddenInputs(cache_dir=results.verdicts)
     limits = DEFAULT_LIMITS if time_limit is None else dataclasses.replace(
         DEFAULT_LIMITS, wall_seconds=time_limit, cpu_seconds=int(time_limit))
 
@@ -129,7 +129,8 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress, time_
         except Exception as error:  # a bug or resource problem in the grader itself: report, keep going
             message = f"{submission.student_id}: the judge failed: {type(error).__name__}: {error}"
             progress.write(message)
-            cache.store_failure(cache.verdict_key(handin), message, cache_dir=results.verdicts)
+            cache.store_failure(cache.verdict_key(handin, cache_dir=results.verdicts), message,
+                                cache_dir=results.verdicts)
             return submission
         cache.store(verdict, handin, cache_dir=results.verdicts)
         return submission
@@ -339,7 +340,7 @@ def needs_judging(results, submission, force):
 
 
 def verdict_key(results, submission):
-    return cache.verdict_key(handin_of(results, submission))
+    return cache.verdict_key(handin_of(results, submission), cache_dir=results.verdicts)
 
 
 def load_verdict(results, submission, graded_key=None):

@@ -7,8 +7,8 @@ verdict's plain data (scores, check names, messages written by the judge) and th
 collection notes: no hidden-test source and no reference code can reach it.
 Everything the student controls (exception texts, file names) is HTML-escaped.
 
-:func:`picture_arrays` is what the judge calls to put the picture's arrays into
-the verdict (``parts[part]["picture"]``).
+The picture's arrays come with the verdict (``parts[part]["picture"]``, made by
+:mod:`autograder.judge.pictures`); this module only draws them.
 """
 import base64
 import html
@@ -19,8 +19,6 @@ import numpy as np
 
 from .files import write_atomically
 
-#: The hidden case shown in the picture of each part (one input example; showing it is accepted).
-PICTURE_CASE = {"collage": "c0", "mixup": "m0"}
 PARTS = ("collage", "mixup", "cross_entropy", "network", "frozen_finetuning")
 
 STATUS_TEXT = {
@@ -38,44 +36,6 @@ STATUS_TEXT = {
     "syntax_error": "A module has a syntax error, so Python cannot import it; the parts that need it scored 0. "
                     "Run the notebooks before handing in: they would have shown the error.",
 }
-
-
-def picture_arrays(part, part_inputs, outputs):
-    """The arrays of the picture for ``part`` (collage, mixup), as JSON-able lists; None for other parts.
-
-    Args:
-        part: the part's name.
-        part_inputs: the hidden inputs of the part (``{name: array}``), e.g. ``c0_i``, ``c0_j``.
-        outputs: the runner's arrays for the part, e.g. ``c0_result`` and ``c0_weight``.
-
-    Returns:
-        ``{"i", "j", "expected", "got", "note"}`` with images ``[H, W]`` (first channel) as
-        nested lists; ``got`` is None (and ``note`` says why) when there is nothing to show.
-    """
-    from .judge import reference
-
-    key = PICTURE_CASE.get(part)
-    if key is None or f"{key}_i" not in part_inputs:
-        return None
-    first, second = part_inputs[f"{key}_i"], part_inputs[f"{key}_j"]
-    got, note = outputs.get(f"{key}_result"), ""
-    if part == "collage":
-        expected = reference.collage(first, second)
-    elif f"{key}_weight" in outputs:
-        weight = float(outputs[f"{key}_weight"])
-        expected = reference.mixup(first, second, weight)
-        note = f"with the weight your mixup returned, {weight:.3f}"
-    else:
-        expected, note = None, "your mixup returned no weight"
-    if got is None:
-        note = "your function raised an error or returned nothing usable"
-    elif expected is not None and np.shape(got) != np.shape(expected):
-        note, got = f"your result has shape {list(np.shape(got))}, expected {list(np.shape(expected))}", None
-
-    def image(array):
-        return None if array is None else np.asarray(array, dtype=np.float64)[0].round(4).tolist()
-
-    return {"i": image(first), "j": image(second), "expected": image(expected), "got": image(got), "note": note}
 
 
 # ----------------------------------------------------------------------------- rendering

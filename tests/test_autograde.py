@@ -14,7 +14,7 @@ Submissions tested (see ``tests/submissions/__init__.py`` for the code of each):
   canvas, λ not returned, swapped mixup weights, α ignored, constant λ, mixup in place,
   sum instead of mean, mean over classes, nll of argmax, ``.item()`` loss, wrong head,
   missing relu, ``F.dropout2d`` always on, no log_softmax, log_softmax over the batch,
-  all parameters finetuned, pretrainer finetuned, generalizer bias forgotten;
+  features detached (the convolutions get no gradient), all parameters finetuned, pretrainer finetuned, generalizer bias forgotten;
 * equivalent-correct: relu before max-pool, dropout after the pool / none / functional
   with ``training=self.training``, ``[weight, bias]`` list, ``...`` indexing (float32),
   fresh float64 array, torch inside collage and mixup (float32), mixup drawing its own
@@ -23,7 +23,9 @@ Submissions tested (see ``tests/submissions/__init__.py`` for the code of each):
 * tamper: monkeypatched comparison functions, IPython input transformer (in a module
   and as extra cells in grading.ipynb and notebook 1), ``sys.exit(0)`` and
   ``os._exit(0)`` at import, printing a fake score, faking the runner's output files,
-  overwriting cached verdicts, and correct code that crashes or loops forever in one part.
+  replacing the runner's functions with forged outputs, rewriting the scratch's files,
+  wrapping the kit's ``finetune`` to hide a finetuning bug, overwriting cached verdicts,
+  and correct code that crashes or loops forever in one part.
 """
 import csv
 import os
@@ -189,6 +191,8 @@ def test_grading_again_without_the_cache_gives_identical_scores(graded):
     course, verdicts = graded
     before = part_scores(course, REGRADED)
     fresh = course / "fresh-verdicts"
+    fresh.mkdir()
+    shutil.copy2(verdicts / cache.SECRET_NAME, fresh / cache.SECRET_NAME)  # the same course: the same secret
     nbgrader(course, "autograde", ASSIGNMENT, f"--CourseDirectory.student_id={REGRADED}", "--force", verdicts=fresh)
     assert len(list(fresh.glob("*.json"))) == 1
     assert part_scores(course, REGRADED) == before

@@ -16,19 +16,21 @@ from autograder import STUDENT_MODULES
 from autograder import cell
 from autograder.cell import HiddenTestFailure, check
 from autograder.judge import cache
-from autograder.judge.core import HiddenInputs, judge_submission, load_npz
+from autograder.judge import core
+from autograder.judge.core import HiddenInputs, SandboxFault, clean_notes, judge_submission, judge_submissions, load_npz
 from autograder.judge.grading_notebook import NOTEBOOK_PATH, grading_notebook
 from autograder.judge.points import PARTS, POINTS, part_max
 from autograder.judge.preprocessors import GuardedExecute, ResetGradingNotebook
 from autograder.sandbox import Limits
-from submissions import BY_NAME, SOLUTION_HANDIN, write_handin
+from submissions import BY_NAME, KIT_ROOT, SOLUTION_HANDIN, write_handin
 
 QUICK = Limits(wall_seconds=120, cpu_seconds=30, memory_bytes=3 * 2**30)
+TEST_SEED = 20240611
 
 
 @pytest.fixture(scope="module")
 def inputs():
-    return HiddenInputs()
+    return HiddenInputs(TEST_SEED)
 
 
 def test_points_are_documented_and_in_the_grading_notebook():
@@ -46,6 +48,37 @@ def test_hidden_inputs_are_seeded():
         for key, value in first.parts[part][0].items():
             np.testing.assert_array_equal(value, again.parts[part][0][key])
     assert not np.array_equal(first.parts["collage"][0]["c0_i"], other.parts["collage"][0]["c0_i"])
+
+
+def test_the_seed_comes_from_a_private_course_secret(tmp_path):
+    """The seed is not in the kit's source: each verdict folder gets its own secret, made once, mode 0600."""
+    seed = cache.course_seed(tmp_path / "course")
+    secret = tmp_path / "course" / cache.SECRET_NAME
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert cache.course_seed(tmp_path / "course") == seed, "the same secret gives the same seed"
+    assert cache.course_seed(tmp_path / "other") != seed
+    handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
+    assert cache.verdict_key(handin, cache_dir=tmp_path / "course") == cache.verdict_key(handin, seed)
+    assert cache.verdict_key(handin, cache_dir=tmp_path / "other") != cache.verdict_key(handin, seed)
+    secret.chmod(0o644)
+    with pytest.raises(OSError, match="chmod 600"):
+        cache.course_seed(tmp_path / "course")
+
+
+def test_blend_inputs_are_digits_with_distinguishable_quarters(inputs):
+    """The feedback pictures show digits; a quarter taken from the wrong image must still be detectable."""
+    for part in ("collage", "mixup"):
+        arrays, plan = inputs.parts[part]
+        for case in plan["cases"]:
+            batch_i, batch_j = arrays[f"{case['key']}_i"], arrays[f"{case['key']}_j"]
+            assert 0 <= batch_i.min() and batch_i.max() <= 1
+            half = batch_i.shape[-1] // 2
+            for rows in (slice(None, half), slice(half, None)):
+                for columns in (slice(None, half), slice(half, None)):
+                    assert not np.allclose(batch_i[:, rows, columns], batch_j[:, rows, columns], atol=1e-3)
+    digit = inputs.parts["collage"][0]["c0_i"][0]
+    assert digit.shape == (28, 28)
+    assert 0.05 < (digit > 0.5).mean() < 0.5, "ink on a dark background, like MNIST"
 
 
 def test_verdict_is_json_and_identical_when_judged_twice(tmp_path, inputs):
@@ -80,19 +113,19 @@ def test_symlinked_module_is_refused_not_followed(tmp_path):
         (handin / name).symlink_to(SOLUTION_HANDIN / name)
     with pytest.raises(cache.SubmissionError, match="submit it as a plain file"):
         cache.read_modules(handin)
-    verdict = judge_submission(handin, sandbox=False)
+    verdict = judge_submission(handin, sandbox=False, seed=TEST_SEED)
     assert verdict["score"] == 0
     assert {part["status"] for part in verdict["parts"].values()} == {"unreadable"}
 
 
 def test_cache_key_follows_the_student_modules_only(tmp_path):
     handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
-    key = cache.verdict_key(handin)
+    key = cache.verdict_key(handin, TEST_SEED)
     (handin / "data.py").write_text("# not a student module\n")
-    assert cache.verdict_key(handin) == key
+    assert cache.verdict_key(handin, TEST_SEED) == key
     (handin / "utils.py").write_text((handin / "utils.py").read_text() + "\n# changed\n")
-    assert cache.verdict_key(handin) != key
-    assert cache.verdict_key(handin, seed=1) != cache.verdict_key(handin)
+    assert cache.verdict_key(handin, TEST_SEED) != key
+    assert cache.verdict_key(handin, seed=1) != cache.verdict_key(handin, TEST_SEED)
 
 
 def test_outputs_with_pickles_are_refused(tmp_path):
@@ -102,6 +135,64 @@ def test_outputs_with_pickles_are_refused(tmp_path):
     np.savez(tmp_path / "text.npz", x=np.array(["passed"]))
     with pytest.raises(ValueError, match="not numeric"):
         load_npz(tmp_path / "text.npz")
+
+
+@pytest.mark.parametrize("name", ["tamper_patch_runner", "tamper_rewrite_files", "tamper_finetune_patch",
+                                  "net_features_detached"])
+def test_forged_outputs_earn_no_more_than_the_real_code(tmp_path, inputs, name):
+    """Student code that rewrites the runner's files, replaces its functions or wraps the kit's finetune.
+
+    Stub-based forgers must score 0; a bug hidden by a forgery keeps its cost. (Also graded
+    through nbgrader in test_autograde.py, with every other submission.)
+    """
+    submission = BY_NAME[name]
+    handin = write_handin(submission, KIT_ROOT / "handin", tmp_path / "handin")
+    verdict = judge_submission(handin, sandbox=True, limits=QUICK, inputs=inputs)
+    scores = {part: verdict["parts"][part]["score"] for part in PARTS}
+    lost = {part for part in PARTS if scores[part] < part_max(part)}
+    if submission.max_total is not None:
+        assert verdict["score"] <= submission.max_total, scores
+    else:
+        assert set(submission.lose) <= lost <= set(submission.lose) | set(submission.may_lose), scores
+    if name == "net_features_detached":
+        learns = next(c for c in verdict["parts"]["network"]["checks"] if c["name"] == "learns")
+        assert "conv1.weight" in learns["message"] and "no gradient" in learns["message"]
+    if name == "tamper_finetune_patch":
+        assert scores["frozen_finetuning"] <= POINTS["frozen_finetuning"]["improves"]
+
+
+def test_untouched_stubs_are_not_implemented_and_name_the_function(tmp_path, inputs):
+    handin = write_handin(BY_NAME["stub"], KIT_ROOT / "handin", tmp_path / "handin")
+    parts = judge_submission(handin, sandbox=True, limits=QUICK, inputs=inputs)["parts"]
+    assert {part: (parts[part]["status"], parts[part]["reason"]) for part in PARTS} == {
+        "collage": ("not_implemented", "write `collage` in handin/augmentations.py"),
+        "mixup": ("not_implemented", "write `mixup` in handin/augmentations.py"),
+        "cross_entropy": ("not_implemented", "write `cross_entropy` in handin/utils.py"),
+        "network": ("not_implemented", "write `apply_convs` in handin/network.py"),
+        "frozen_finetuning": ("not_implemented", "write `finetune_parameters` in handin/network.py")}
+    assert all(check["points"] == 0 for part in parts.values() for check in part["checks"])
+    assert parts["collage"]["picture"]["got"] is None and len(parts["collage"]["picture"]["i"]) == 28
+
+
+def test_a_sandbox_fault_propagates_and_is_never_cached(tmp_path, inputs, monkeypatch):
+    def broken_sandbox(*args, **kwargs):
+        raise SandboxFault("the cgroup memory limit could not be set")
+
+    monkeypatch.setattr(core, "run_isolated", broken_sandbox)
+    handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
+    with pytest.raises(SandboxFault):
+        judge_submission(handin, limits=QUICK, inputs=inputs)
+    with pytest.raises(SandboxFault):
+        judge_submissions([handin], cache_dir=tmp_path / "verdicts", seed=TEST_SEED, limits=QUICK)
+    assert not list((tmp_path / "verdicts").glob("*.json"))
+
+
+def test_the_childs_notes_are_reduced_to_typed_fields():
+    hostile = {"errors": ["not", "a", "dict"], "returned": True, "not_implemented": "collage", "passed": True,
+               "raised": {"numpy_pred": {"nested": 1}}, "import_error": None}
+    assert clean_notes(hostile) == {"errors": {}, "raised": {"numpy_pred": "{'nested': 1}"}, "not_implemented": []}
+    with pytest.raises(ValueError):
+        clean_notes(["not", "an", "object"])
 
 
 def fake_verdict(handin, folder, passed):
@@ -162,7 +253,8 @@ def test_cache_writes_from_many_threads_at_once_stay_whole(tmp_path):
         paths = set(pool.map(lambda v: cache.store(v, handin, cache_dir=tmp_path / "verdicts"), verdicts * 10))
     assert len(paths) == 1
     assert cache.load_cached(handin, cache_dir=tmp_path / "verdicts") in verdicts
-    assert [p.name for p in (tmp_path / "verdicts").iterdir()] == [paths.pop().name], "no temporary file is left"
+    left = sorted(p.name for p in (tmp_path / "verdicts").iterdir())
+    assert left == sorted([paths.pop().name, cache.SECRET_NAME]), "no temporary file is left"
 
 
 # ----------------------------------------------------------------------------- nbgrader preprocessors

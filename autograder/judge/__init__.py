@@ -1,6 +1,6 @@
 """The judge: grade the student's modules without ever importing them in this process.
 
-``judge_submission(handin_dir, sandbox=True, seed=...)`` returns a JSON-able verdict;
+``judge_submission(handin_dir, sandbox=True)`` returns a JSON-able verdict;
 ``judge_submissions(dirs, workers=2)`` judges many and fills the verdict cache that the
 grading notebook's cells read. Points per part and check: :mod:`.points`.
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cache import DEFAULT_SEED, store
+from .cache import store
 
 
 def main(argv=None):
@@ -16,21 +16,24 @@ def main(argv=None):
                                                                    "network.py and utils.py")
     parser.add_argument("--out", type=Path, help="where to write the verdict JSON (default: stdout)")
     parser.add_argument("--no-sandbox", action="store_true", help="run the child without bubblewrap (development)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the hidden inputs")
-    parser.add_argument("--cache", type=Path, help="also store the verdict in this verdict cache folder")
+    parser.add_argument("--seed", type=int, help="seed of the hidden inputs (default: derived from the course "
+                                                  "secret in the verdict cache folder)")
+    parser.add_argument("--cache", type=Path, help="also store the verdict in this verdict cache folder "
+                                                   "(default folder: $HANDIN3_VERDICTS, else build/verdicts)")
     options = parser.parse_args(argv)
     if not options.handin.is_dir():
         parser.error(f"--handin {options.handin} is not a folder; pass the submission's handin/ folder")
 
     from .core import judge_submission
-    verdict = judge_submission(options.handin, sandbox=not options.no_sandbox, seed=options.seed)
+    verdict = judge_submission(options.handin, sandbox=not options.no_sandbox, seed=options.seed,
+                               cache_dir=options.cache)
     text = json.dumps(verdict, indent=1, sort_keys=True)
     if options.out:
         options.out.write_text(text)
     else:
         print(text)
     if options.cache:
-        store(verdict, options.handin, options.seed, options.cache)
+        store(verdict, options.handin, options.seed, cache_dir=options.cache)
     return 0
 
 

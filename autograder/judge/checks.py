@@ -4,6 +4,15 @@ Every ``check_<part>(inputs, plan, outputs, notes)`` returns ``{check: [failure,
 for the checks of :data:`points.POINTS`; an empty list means the check passed.
 Failure messages describe the mistake (which quarter, which head, sum vs mean...)
 but never print hidden inputs or reference code.
+
+The runner's outputs come from a process that ran student code, so student code may
+have written any of them. Every check is therefore computed here, from the judge's own
+inputs and the raw arrays that came back: a result is compared with the judge's
+reference, or a property is derived from raw tensors (which head produced an output,
+which weights finetuning changed, which tensors ``finetune_parameters()`` returned).
+Checks that a trivial answer could pass (the returned interpolation, the dtype, the
+inputs left alone, the heads) count only for calls whose result is verifiably made
+from the inputs, so made-up outputs earn nothing.
 """
 import math
 
@@ -44,51 +53,63 @@ def quarter_slices(half):
             ("bottom-left", np.s_[:, high, low], "batch_i"), ("bottom-right", np.s_[:, high, high], "batch_j"))
 
 
-def blend_calls(part, inputs, plan, outputs, notes, failures, name):
-    """Shared by collage and mixup: report raised errors; check the inputs stayed unmodified.
-
-    Returns the keys of the calls that returned normally.
-    """
+def blend_calls(plan, outputs, notes, failures, name):
+    """Shared by collage and mixup: report raised errors; returns the keys of the calls that returned."""
     returned = []
     for case in plan["cases"]:
         key = case["key"]
-        shape = shape_text(inputs[f"{key}_i"].shape)
         error = notes.get("errors", {}).get(key)
-        if error or f"{key}_result" not in outputs:
+        if error or f"{key}_result" not in outputs or f"{key}_weight" not in outputs:
             failures.add_all(f"{name} raised {error or 'an error'}")
-            continue
-        returned.append(key)
-        for side in ("i", "j"):
-            after = outputs.get(f"{key}_{side}_after")
-            if after is None or after.shape != inputs[f"{key}_{side}"].shape \
-                    or not np.array_equal(after, inputs[f"{key}_{side}"]):
-                failures.add("inputs_unmodified", f"{name} modified batch_{side} (a {shape} image) in place")
+        else:
+            returned.append(key)
     return returned
+
+
+def check_unmodified(key, inputs, outputs, failures, name):
+    """The copies of ``batch_i`` and ``batch_j`` that the function received must be unchanged after the call."""
+    for side in ("i", "j"):
+        after, before = outputs.get(f"{key}_{side}_after"), inputs[f"{key}_{side}"]
+        if after is None or after.shape != before.shape or not np.array_equal(after, before):
+            failures.add("inputs_unmodified",
+                         f"{name} modified batch_{side} (a {shape_text(before.shape)} image) in place")
 
 
 # --------------------------------------------------------------------------- collage
 def check_collage(inputs, plan, outputs, notes):
     failures = Failures("collage")
-    for key in blend_calls("collage", inputs, plan, outputs, notes, failures, "collage"):
+    gated = "counts once collage returns an image made of the quarters of batch_i and batch_j"
+    for key in blend_calls(plan, outputs, notes, failures, "collage"):
         batch_i, batch_j = inputs[f"{key}_i"], inputs[f"{key}_j"]
         shape = shape_text(batch_i.shape)
         result, weight = outputs[f"{key}_result"], float(outputs[f"{key}_weight"])
-        if weight != 0.5:
-            failures.add("interpolation", f"the returned interpolation is {weight:g}, expected 0.5")
         if result.shape != batch_i.shape:
             failures.add("shape_dtype", f"the result has shape {shape_text(result.shape)} for {shape} inputs")
             failures.add("quarters", f"the result has shape {shape_text(result.shape)} for {shape} inputs")
+            failures.add("interpolation", gated)
+            failures.add("inputs_unmodified", gated)
             continue
-        if result.dtype.kind != "f":
-            failures.add("shape_dtype", f"the result has dtype {result.dtype}, expected a float dtype")
         sources = {"batch_i": batch_i.astype(np.float64), "batch_j": batch_j.astype(np.float64)}
+        made_of_inputs = True
         for quarter, index, source in quarter_slices(batch_i.shape[-1] // 2):
             got = result[index].astype(np.float64)
             if close(got, sources[source][index]):
                 continue
             other = "batch_i" if source == "batch_j" else "batch_j"
-            found = f"comes from {other}" if close(got, sources[other][index]) else "matches neither input"
+            if close(got, sources[other][index]):
+                found = f"comes from {other}"
+            else:
+                found, made_of_inputs = "matches neither input", False
             failures.add("quarters", f"for a {shape} image the {quarter} quarter {found}; it should come from {source}")
+        if not made_of_inputs:
+            for check in ("interpolation", "shape_dtype", "inputs_unmodified"):
+                failures.add(check, gated)
+            continue
+        if result.dtype.kind != "f":
+            failures.add("shape_dtype", f"the result has dtype {result.dtype}, expected a float dtype")
+        if weight != 0.5:
+            failures.add("interpolation", f"the returned interpolation is {weight:g}, expected 0.5")
+        check_unmodified(key, inputs, outputs, failures, "collage")
     return failures
 
 
@@ -114,18 +135,22 @@ def beta_failures(alpha, weights, reference_sample):
 
 def check_mixup(inputs, plan, outputs, notes):
     failures = Failures("mixup")
-    for key in blend_calls("mixup", inputs, plan, outputs, notes, failures, "mixup"):
+    for key in blend_calls(plan, outputs, notes, failures, "mixup"):
         batch_i, batch_j = inputs[f"{key}_i"], inputs[f"{key}_j"]
         result, weight = outputs[f"{key}_result"], float(outputs[f"{key}_weight"])
         if not 0 <= weight <= 1:
             failures.add("blend", f"the returned weight {weight:g} is not in [0, 1]")
         elif close(result, reference.mixup(batch_i, batch_j, weight)):
+            check_unmodified(key, inputs, outputs, failures, "mixup")
             continue
         elif close(result, reference.mixup(batch_i, batch_j, 1 - weight)):
             failures.add("blend", "the result weights batch_j by the returned weight w; batch_i should get w")
+            check_unmodified(key, inputs, outputs, failures, "mixup")
+            continue
         else:
             failures.add("blend", f"for a {shape_text(batch_i.shape)} image the result is not "
                                   "w * batch_i + (1 - w) * batch_j for the returned weight w")
+        failures.add("inputs_unmodified", "counts once mixup returns a blend of batch_i and batch_j")
     rng = np.random.default_rng(12345)
     for draw in plan["draws"]:
         key, alpha = draw["key"], draw["alpha"]
@@ -196,43 +221,78 @@ def log_probability_failure(name, values):
     return None
 
 
+HEADS = {"forward": "pretrainer", "generalize": "generalizer"}
+#: The layers on forward's path: pretraining through forward must change every one of them.
+FORWARD_PATH = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "pretrainer.weight", "pretrainer.bias")
+
+
+def heads_used(output, features, state, prefix):
+    """The heads (``pretrainer``, ``generalizer``) of which ``output`` is the log_softmax (or the raw scores).
+
+    Computed from raw tensors: the scores ``features @ W.T + b`` of a head with the
+    judge's weights, from the features the student's ``apply_convs`` returned; an output
+    of that head differs from them by one constant per row (log_softmax subtracts the
+    row's log-sum-exp). Float32 arithmetic in the child: tolerance 1e-4 of the scale.
+    """
+    used = []
+    for head in HEADS.values():
+        scores = features @ state[f"{prefix}.{head}.weight"].astype(np.float64).T + state[f"{prefix}.{head}.bias"]
+        if output.shape != scores.shape:
+            continue
+        shift = output - scores
+        if np.all(np.isfinite(shift)) and np.abs(shift - shift.mean(axis=1, keepdims=True)).max() \
+                <= 1e-4 * (1 + np.abs(scores).max()):
+            used.append(head)
+    return used
+
+
 def check_network_config(config, inputs, outputs, notes, failures):
     key, sizes = config["key"], tuple(config["sizes"])
     error = notes.get("errors", {}).get(key)
     label = f"Net{sizes}"
-    if error or f"{key}_generalize_swapped_both" not in outputs:
+    names = ("features", "forward", "forward_again", "generalize", "generalize_again")
+    if error or any(f"{key}_{name}" not in outputs for name in names):
         failures.add_all(f"Net raised {error or 'an error'}")
         return
     x = inputs["x"]
     expected = reference.network_outputs(inputs, key, sizes, x)
     shapes = {"features": (len(x), 256), "forward": (len(x), sizes[0]), "generalize": (len(x), sizes[1])}
-    names = {"features": "apply_convs", "forward": "forward", "generalize": "generalize"}
+    methods = {"features": "apply_convs", "forward": "forward", "generalize": "generalize"}
     for output, shape in shapes.items():
         got = outputs[f"{key}_{output}"]
         if got.shape != shape:
-            failures.add("shapes", f"{label}.{names[output]} returns shape {shape_text(got.shape)}, "
+            failures.add("shapes", f"{label}.{methods[output]} returns shape {shape_text(got.shape)}, "
                                    f"expected {shape_text(shape)}")
-            failures.add("reference", f"{label}.{names[output]} has the wrong shape")
-            continue
-        if output != "features" and (message := log_probability_failure(f"{label}.{names[output]}", got)):
-            failures.add("shapes", message)
-        if not close(got, expected[output], rtol=1e-4, atol=1e-4):
-            failures.add("reference", f"{label}.{names[output]} differs from the reference computation "
+            failures.add("reference", f"{label}.{methods[output]} has the wrong shape")
+        elif not close(got, expected[output], rtol=1e-4, atol=1e-4):
+            failures.add("reference", f"{label}.{methods[output]} differs from the reference computation "
                                       "with the same weights in eval mode")
-    for output in ("forward", "generalize"):
-        if not np.array_equal(outputs[f"{key}_{output}"], outputs[f"{key}_{output}_again"]):
-            failures.add("eval_deterministic", f"{label}.{output} gives different outputs in eval mode: "
+    features = outputs[f"{key}_features"]
+    if features.shape != shapes["features"] or not np.ptp(features, axis=0).max() > 1e-6:
+        for check in ("shapes", "eval_deterministic", "heads"):
+            failures.add(check, f"counts once {label}.apply_convs returns features [B, 256] that depend on the image")
+        return
+    computed = False  # does at least one output come from a head? (made-up outputs earn nothing)
+    for method, head in HEADS.items():
+        used = heads_used(outputs[f"{key}_{method}"], features, inputs, key)
+        computed = computed or bool(used)
+        if used != [head]:
+            wrong = [other for other in used if other != head]
+            failures.add("heads", f"{method} uses self.{wrong[0]}; it should use self.{head}" if wrong else
+                         f"{label}.{method} is not self.{head} applied to the features of apply_convs "
+                         "(then log_softmax) in eval mode")
+    if not computed:
+        gated = "counts once forward or generalize computes its head from the features of apply_convs"
+        failures.add("shapes", gated)
+        failures.add("eval_deterministic", gated)
+        return
+    for method in HEADS:
+        got = outputs[f"{key}_{method}"]
+        if got.shape == shapes[method] and (message := log_probability_failure(f"{label}.{method}", got)):
+            failures.add("shapes", message)
+        if not np.array_equal(got, outputs[f"{key}_{method}_again"]):
+            failures.add("eval_deterministic", f"{label}.{method} gives different outputs in eval mode: "
                                                "use dropout only through self.conv2_drop (or not at all)")
-    same = lambda a, b: outputs[f"{key}_{a}"].shape == outputs[f"{key}_{b}"].shape and np.allclose(
-        outputs[f"{key}_{a}"], outputs[f"{key}_{b}"], rtol=0, atol=1e-6)
-    if same("forward", "forward_swapped_pretrainer"):
-        failures.add("heads", "forward does not use self.pretrainer")
-    if not same("forward_swapped_pretrainer", "forward_swapped_both"):
-        failures.add("heads", "forward depends on self.generalizer")
-    if same("generalize_swapped_pretrainer", "generalize_swapped_both"):
-        failures.add("heads", "generalize does not use self.generalizer")
-    if not same("generalize", "generalize_swapped_pretrainer"):
-        failures.add("heads", "generalize depends on self.pretrainer")
 
 
 def check_network(inputs, plan, outputs, notes):
@@ -249,7 +309,11 @@ def check_network(inputs, plan, outputs, notes):
         error = notes.get("errors", {}).get("learn", "an error")
         failures.add("learns", f"training Net{sizes} through forward failed: {error}")
         return failures
-    if after < 0.9 or after <= before:
+    frozen = [name for name in FORWARD_PATH if np.array_equal(learned[f"learned.{name}"], inputs[f"learn.{name}"])]
+    if frozen:
+        failures.add("learns", f"training Net{sizes} through forward left {', '.join(frozen)} unchanged: no "
+                               "gradient reaches them (are the features detached, or computed without them?)")
+    elif after < 0.9 or after <= before:
         failures.add("learns", f"after {learn['steps']} SGD steps through forward, Net{sizes} classifies "
                                f"{after:.0%} of a tiny separable training set (needs 90%)")
     return failures
@@ -258,40 +322,91 @@ def check_network(inputs, plan, outputs, notes):
 # --------------------------------------------------------------------------- frozen finetuning
 FINETUNED = ("generalizer.weight", "generalizer.bias")
 FROZEN = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "pretrainer.weight", "pretrainer.bias")
+NOT_A_PARAMETER = "<a tensor that is not a parameter of the net>"
+
+
+def returned_parameters(weights, plan, outputs, notes):
+    """Names of the tensors ``finetune_parameters()`` returned, found by value among the judge's weights.
+
+    Every weight the judge hands out is a distinct random array, so a returned tensor
+    equal to one of them is that parameter. None if the call raised.
+    """
+    count = notes.get("returned")
+    if notes.get("errors", {}).get("parameters") or not isinstance(count, int) or isinstance(count, bool) \
+            or count < 0:
+        return None
+    count, names = min(count, plan["max_returned"] + 1), []
+    for index in range(min(count, plan["max_returned"])):
+        value = outputs.get(f"returned_{index}")
+        names.append(next((name for name, weight in weights.items()
+                           if value is not None and value.shape == weight.shape and np.array_equal(value, weight)),
+                          NOT_A_PARAMETER))
+    return names + [NOT_A_PARAMETER] * (count - len(names))
+
+
+def check_returned(names, errors, failures):
+    if names is None:
+        failures.add("parameters", f"finetune_parameters() raised {errors.get('parameters', 'an error')}")
+        return
+    extra = [name for name in names if name not in FINETUNED]
+    missing = [name for name in FINETUNED if name not in names]
+    if extra:
+        failures.add("parameters", "finetune_parameters() also returns " + ", ".join(dict.fromkeys(extra[:6])))
+    if missing:
+        failures.add("parameters", "finetune_parameters() misses " + ", ".join(missing))
+    if not extra and not missing and len(names) != len(FINETUNED):
+        failures.add("parameters", "finetune_parameters() returns a parameter twice")
 
 
 def check_frozen_finetuning(inputs, plan, outputs, notes):
+    """Which parameters finetuning may change, and what it changed, from the raw weights.
+
+    The runner returns the tensors of ``finetune_parameters()`` and the weights after the
+    kit's finetuning. The judge names the returned tensors by value, derives from those
+    names what finetuning may change, checks that the weights that came back changed
+    nothing else (it chose the weights before), and measures the accuracy itself, with
+    its reference network, before and after.
+    """
     failures = Failures("frozen_finetuning")
     errors = notes.get("errors", {})
-    returned = notes.get("returned")
-    if errors.get("parameters") or not isinstance(returned, list):
-        failures.add("parameters", f"finetune_parameters() raised {errors.get('parameters', 'an error')}")
-    else:
-        extra = [str(name)[:80] for name in returned if name not in FINETUNED]
-        missing = [name for name in FINETUNED if name not in returned]
-        if extra:
-            failures.add("parameters", "finetune_parameters() also returns " + ", ".join(extra[:6]))
-        if missing:
-            failures.add("parameters", "finetune_parameters() misses " + ", ".join(missing))
-        if not extra and not missing and len(returned) != len(FINETUNED):
-            failures.add("parameters", "finetune_parameters() returns a parameter twice")
-    if errors.get("finetune") or "outputs_after" not in outputs:
+    weights = {name[len("net."):]: value for name, value in inputs.items() if name.startswith("net.")}
+    names = returned_parameters(weights, plan, outputs, notes)
+    check_returned(names, errors, failures)
+    after = {name: outputs.get(f"after.{name}") for name in weights}
+    if errors.get("finetune") or any(value is None for value in after.values()):
         message = f"the kit's finetune() with this Net raised {errors.get('finetune', 'an error')}"
         failures.add("frozen", message)
         failures.add("improves", message)
         return failures
-    changed = [name for name in FROZEN if not np.array_equal(outputs[f"before.{name}"], outputs[f"after.{name}"])]
-    if changed:
-        failures.add("frozen", "finetuning changed " + ", ".join(changed) + "; only the generalizer may change")
-    if all(np.array_equal(outputs[f"before.{name}"], outputs[f"after.{name}"]) for name in FINETUNED):
-        failures.add("frozen", "finetuning did not change the generalizer")
-    labels = inputs["y"]
-    before, after = outputs["outputs_before"], outputs["outputs_after"]
-    if before.shape != (len(labels), plan["sizes"][1]) or after.shape != before.shape:
-        failures.add("improves", "generalize returns the wrong shape")
+    if names is None:
+        gated = "counts once finetune_parameters() returns the parameters to finetune"
+        failures.add("frozen", gated)
+        failures.add("improves", gated)
         return failures
-    accuracy_before = float((before.argmax(axis=1) == labels).mean())
-    accuracy_after = float((after.argmax(axis=1) == labels).mean())
+    # What finetuning may change follows from the returned set (the kit's optimizer gets exactly it);
+    # the weights that came back must agree with it, or something else changed them.
+    outside = [name for name in dict.fromkeys(names) if name in weights and name not in FINETUNED]
+    if outside:
+        failures.add("frozen", "finetuning would change " + ", ".join(outside[:6]) + "; only the generalizer may "
+                               "change")
+    changed = [name for name in weights if not np.array_equal(after[name], weights[name])]
+    unexplained = [name for name in changed if name not in names]
+    if unexplained:
+        message = (f"finetuning changed {', '.join(unexplained)}, which finetune_parameters() does not return "
+                   "(does generalize modify weights?)")
+        failures.add("frozen", message)
+        failures.add("improves", message)
+        return failures
+    if not any(name in changed for name in FINETUNED):
+        failures.add("frozen", "finetuning did not change the generalizer")
+    sizes, labels = tuple(plan["sizes"]), inputs["y"]
+    accuracy_before = reference.accuracy(inputs, "net", sizes, inputs["x"], labels, head="generalize")
+    try:
+        accuracy_after = reference.accuracy({f"after.{n}": v for n, v in after.items()}, "after", sizes,
+                                            inputs["x"], labels, head="generalize")
+    except (RuntimeError, ValueError):
+        failures.add("improves", "the finetuned weights have the wrong shapes")
+        return failures
     if not accuracy_after > accuracy_before:
         failures.add("improves", f"finetuning did not improve the accuracy ({accuracy_before:.0%} before, "
                                  f"{accuracy_after:.0%} after)")

@@ -3,14 +3,23 @@
 This process never imports student code. Per submission:
 
 1. a scratch folder gets the kit's provided modules, the student's three modules,
-   the seeded hidden inputs and ``runner.py``;
-2. the runner runs in a child (sandboxed by :func:`autograder.sandbox.run_isolated`)
-   and writes one ``.npz`` + ``.json`` per part, in order, into an output folder
-   whose random name it learns only from its command line;
-3. finished parts are loaded with ``allow_pickle=False`` and checked here
-   (:mod:`.checks`); if the child died, the part it was on scores 0 with the reason
+   the hidden inputs (seeded by the course secret, :func:`.cache.course_seed`) and
+   ``runner.py``;
+2. the runner runs in a child (sandboxed by :func:`autograder.sandbox.run_isolated`),
+   reads every input and deletes them before it imports student code, and writes one
+   ``.npz`` + ``.json`` per part, in order, into an output folder whose random name it
+   read from its inputs;
+3. finished parts are loaded with ``allow_pickle=False``, their notes reduced to the
+   fields and types the checks read, and checked here (:mod:`.checks`) against the
+   judge's own inputs; if the child died, the part it was on scores 0 with the reason
    (``crashed``, ``timeout``, ``memory_limit``) and the parts after it get a fresh
    child (at most one child per part).
+
+A part whose student function raised ``NotImplementedError`` (the untouched stub) gets
+the status ``not_implemented`` and a reason naming the function and file to write.
+:class:`autograder.sandbox.SandboxFault` (the sandbox itself failed) propagates out of
+:func:`judge_submission` and :func:`judge_submissions`: it is the grader's fault, so it
+never becomes a student's status and nothing is cached.
 """
 import json
 import secrets
@@ -26,7 +35,14 @@ import numpy as np
 from .. import KIT_ROOT, STUDENT_MODULES
 from ..sandbox import Limits, run_isolated
 from . import cache, checks, hidden
+from .pictures import picture_arrays
 from .points import PARTS, POINTS, part_max
+
+try:
+    from ..sandbox import SandboxFault
+except ImportError:  # until the sandbox package defines it
+    class SandboxFault(RuntimeError):
+        """The sandbox itself failed (it did not start, or a limit could not be set): the grader's fault."""
 
 RUNNER = Path(__file__).resolve().parent / "runner.py"
 PROVIDED_SOURCE = KIT_ROOT / "solutions" / "handin"
@@ -44,18 +60,31 @@ REASONS = {
     "unreadable": "{error}",
     "invalid_output": "the outputs of this part could not be read back: {error}",
     "import_error": "importing your module failed: {error}",
+    "not_implemented": "write `{function}` in handin/{module}",
 }
 MODULES_OF_PART = {"collage": ("augmentations.py",), "mixup": ("augmentations.py",),
                    "cross_entropy": ("utils.py",), "network": ("network.py",),
                    "frozen_finetuning": ("network.py", "augmentations.py", "utils.py")}
+#: The functions students write, by module; a part names the first one that is still a stub.
+STUDENT_FUNCTIONS = {"collage": "augmentations.py", "mixup": "augmentations.py", "cross_entropy": "utils.py",
+                     "apply_convs": "network.py", "forward": "network.py", "generalize": "network.py",
+                     "finetune_parameters": "network.py"}
+#: The function a part names when the child's notes do not say which one was a stub.
+MAIN_FUNCTION = {"collage": "collage", "mixup": "mixup", "cross_entropy": "cross_entropy",
+                 "network": "apply_convs", "frozen_finetuning": "finetune_parameters"}
 
 
 class HiddenInputs:
-    """The seeded hidden inputs of every part, made once and shared by every submission."""
+    """The seeded hidden inputs of every part, made once and shared by every submission.
 
-    def __init__(self, seed=cache.DEFAULT_SEED):
-        self.seed = seed
-        self.parts = hidden.make_inputs(seed)
+    Args:
+        seed: the seed; default, the course seed of ``cache_dir`` (:func:`.cache.course_seed`).
+        cache_dir: the verdict cache whose secret gives the seed (default ``$HANDIN3_VERDICTS``).
+    """
+
+    def __init__(self, seed=None, cache_dir=None):
+        self.seed = cache.course_seed(cache_dir) if seed is None else seed
+        self.parts = hidden.make_inputs(self.seed)
 
     def write(self, folder, parts):
         folder.mkdir()
@@ -92,6 +121,31 @@ def load_npz(path):
     return arrays
 
 
+def clean_notes(notes):
+    """Only the fields of the runner's notes that the checks read, with their types enforced.
+
+    The notes come from the process that ran student code: anything else is dropped, and
+    a field of the wrong type is treated as absent.
+    """
+    if not isinstance(notes, dict):
+        raise ValueError("the notes are not a JSON object")
+
+    def texts(value):
+        """``{text: text or None}`` of a JSON object; anything else is treated as absent."""
+        if not isinstance(value, dict):
+            return {}
+        return {str(key)[:100]: None if text is None else str(text)[:300] for key, text in value.items()}
+
+    stubs = notes.get("not_implemented")
+    cleaned = {"errors": texts(notes.get("errors")), "raised": texts(notes.get("raised")),
+               "not_implemented": [str(name)[:100] for name in stubs[:20]] if isinstance(stubs, list) else []}
+    if isinstance(notes.get("returned"), int) and not isinstance(notes.get("returned"), bool):
+        cleaned["returned"] = notes["returned"]
+    if notes.get("import_error"):
+        cleaned["import_error"] = str(notes["import_error"])[:300]
+    return cleaned
+
+
 def load_part(out_dir, part):
     """``(arrays, notes)`` of a finished part, or None if the runner did not finish it."""
     arrays_path, notes_path = out_dir / f"{part}.npz", out_dir / f"{part}.json"
@@ -99,10 +153,11 @@ def load_part(out_dir, part):
         return None
     if notes_path.is_symlink():
         raise ValueError("the notes are a symlink")
-    notes = json.loads(notes_path.read_text()[:1_000_000])
-    if not isinstance(notes, dict):
-        raise ValueError("the notes are not a JSON object")
-    return load_npz(arrays_path), notes
+    with open(notes_path, encoding="utf-8", errors="replace") as handle:
+        text = handle.read(1_000_001)
+    if len(text) > 1_000_000:
+        raise ValueError("the notes are too large")
+    return load_npz(arrays_path), clean_notes(json.loads(text))
 
 
 def failed_part(part, status, reason):
@@ -119,19 +174,31 @@ def graded_part(part, failures):
             "checks": checks_}
 
 
+def not_implemented(part, notes):
+    """The reason for a part whose student function raised NotImplementedError, or None."""
+    if not notes["not_implemented"]:
+        return None
+    named = [name for name in notes["not_implemented"] if name in STUDENT_FUNCTIONS]
+    function = named[0] if named else MAIN_FUNCTION[part]
+    return REASONS["not_implemented"].format(function=function, module=STUDENT_FUNCTIONS[function])
+
+
 def judge_part(part, inputs, arrays, notes):
+    """The verdict of one part from the child's raw outputs (malformed outputs: ``invalid_output``)."""
     if notes.get("import_error"):
-        return failed_part(part, "import_error", REASONS["import_error"].format(error=str(notes["import_error"])[:300]))
+        return failed_part(part, "import_error", REASONS["import_error"].format(error=notes["import_error"]))
     part_inputs, plan = inputs.parts[part]
-    return graded_part(part, checks.CHECKS[part](part_inputs, plan, arrays, notes))
-
-
-def add_picture(part_verdict, part, inputs, arrays):
-    """Expected-against-got arrays of one input for the feedback page (collage, mixup only)."""
-    from ..feedback import picture_arrays
-    picture = picture_arrays(part, inputs.parts[part][0], arrays)
+    try:
+        verdict = graded_part(part, checks.CHECKS[part](part_inputs, plan, arrays, notes))
+        picture = picture_arrays(part, part_inputs, arrays)
+    except (ValueError, TypeError, IndexError, KeyError) as error:  # outputs of an unexpected type or shape
+        return failed_part(part, "invalid_output", REASONS["invalid_output"].format(error=f"{type(error).__name__}: "
+                                                                                        f"{str(error)[:200]}"))
+    if verdict["score"] < verdict["max"] and (reason := not_implemented(part, notes)):
+        verdict.update(status="not_implemented", reason=reason)
     if picture is not None:
-        part_verdict["picture"] = picture
+        verdict["picture"] = picture
+    return verdict
 
 
 def run_child(modules, inputs, parts, limits, sandbox):
@@ -146,7 +213,7 @@ def run_child(modules, inputs, parts, limits, sandbox):
         for part in parts:
             try:
                 loaded = load_part(scratch / out_name, part)
-            except (OSError, ValueError, zipfile.BadZipFile) as error:
+            except (OSError, ValueError, RecursionError, zipfile.BadZipFile) as error:
                 loaded = ("invalid", str(error)[:200])
             if loaded is None:
                 break
@@ -177,7 +244,6 @@ def judge_modules(modules, inputs, *, limits=DEFAULT_LIMITS, sandbox=True):
                 verdict[part] = failed_part(part, "invalid_output", REASONS["invalid_output"].format(error=loaded[1]))
             else:
                 verdict[part] = judge_part(part, inputs, *loaded)
-                add_picture(verdict[part], part, inputs, loaded[0])
         if len(finished) < len(remaining):
             stopped = remaining[len(finished)]
             status = child_status(result)
@@ -187,40 +253,47 @@ def judge_modules(modules, inputs, *, limits=DEFAULT_LIMITS, sandbox=True):
     return {part: verdict[part] for part in PARTS}
 
 
-def judge_submission(handin_dir, *, sandbox=True, seed=cache.DEFAULT_SEED, limits=DEFAULT_LIMITS, inputs=None):
+def judge_submission(handin_dir, *, sandbox=True, seed=None, limits=DEFAULT_LIMITS, inputs=None, cache_dir=None):
     """Judge the student modules in ``handin_dir``; returns a JSON-able verdict.
 
     Args:
         handin_dir: folder with the student's ``augmentations.py``, ``network.py``, ``utils.py``
             (other files in it are ignored: the kit's provided modules are used).
         sandbox: run the child inside bubblewrap (False only for development).
-        seed: seed of the hidden inputs.
+        seed: seed of the hidden inputs; default, the course seed of ``cache_dir``.
         limits: the child's :class:`autograder.sandbox.Limits`.
-        inputs: precomputed :class:`HiddenInputs` for ``seed`` (shared across submissions).
+        inputs: precomputed :class:`HiddenInputs` (shared across submissions); its seed wins.
+        cache_dir: the verdict cache whose course secret gives the seed (default ``$HANDIN3_VERDICTS``).
 
     Returns:
-        ``{"judge_version", "seed", "key", "score", "max_score", "parts": {part: {"score", "max",
-        "status", "reason", "checks": [{"name", "points", "max", "passed", "message"}]}}}``.
+        ``{"judge_version", "key", "score", "max_score", "parts": {part: {"score", "max",
+        "status", "reason", "checks": [{"name", "points", "max", "passed", "message"}],
+        "picture" (collage and mixup)}}}``.
+
+    Raises:
+        SandboxFault: the sandbox itself failed; nothing about the student is known.
     """
-    inputs = inputs or HiddenInputs(seed)
+    inputs = inputs or HiddenInputs(seed, cache_dir)
     try:
         modules = cache.read_modules(handin_dir)
     except cache.SubmissionError as error:
         parts = {part: failed_part(part, "unreadable", str(error)) for part in PARTS}
     else:
         parts = judge_modules(modules, inputs, limits=limits, sandbox=sandbox)
-    return {"judge_version": cache.judge_version(), "seed": seed, "key": cache.verdict_key(handin_dir, seed),
+    return {"judge_version": cache.judge_version(), "key": cache.verdict_key(handin_dir, inputs.seed),
             "score": sum(p["score"] for p in parts.values()), "max_score": sum(p["max"] for p in parts.values()),
             "parts": parts}
 
 
-def judge_submissions(handin_dirs, *, workers=2, sandbox=True, seed=cache.DEFAULT_SEED, limits=DEFAULT_LIMITS,
-                      cache_dir=None):
+def judge_submissions(handin_dirs, *, workers=2, sandbox=True, seed=None, limits=DEFAULT_LIMITS, cache_dir=None):
     """Judge many submissions, ``workers`` children at a time; store each verdict in the cache.
 
     Returns the verdicts in the order of ``handin_dirs``. Already cached verdicts are reused.
+    The seed defaults to the course seed of ``cache_dir``. A :class:`SandboxFault` propagates
+    (the verdicts finished before it stay cached; the faulty one is not stored).
     """
-    inputs = HiddenInputs(seed)
+    inputs = HiddenInputs(seed, cache_dir)
+    seed = inputs.seed
 
     def one(handin_dir):
         verdict = cache.load_cached(handin_dir, seed, cache_dir)

@@ -37,10 +37,11 @@ DESCRIPTIONS = {
     ("network", "reference"): "matches a reference computation with the same weights in eval mode",
     ("network", "eval_deterministic"): "eval mode is deterministic (dropout only through the module)",
     ("network", "heads"): "forward uses pretrainer, generalize uses generalizer",
-    ("network", "learns"): "training through forward learns a tiny problem",
+    ("network", "learns"): "training through forward changes every layer on its path (the gradient reaches "
+                           "the convolutions) and learns a tiny problem",
     ("frozen_finetuning", "parameters"): "finetune_parameters() returns exactly the generalizer's parameters",
-    ("frozen_finetuning", "frozen"): "the kit's finetuning keeps conv1, conv2 and pretrainer bit-identical "
-                                     "and changes the generalizer",
+    ("frozen_finetuning", "frozen"): "finetuning with finetune_parameters() keeps conv1, conv2 and pretrainer "
+                                     "bit-identical and changes the generalizer",
     ("frozen_finetuning", "improves"): "the kit's finetuning improves the accuracy",
 }
 

@@ -1,12 +1,15 @@
 """Seeded hidden inputs: what the runner receives, per part, as ``<part>.npz`` + ``<part>.json``.
 
-Everything derives from one seed, so grading is reproducible. Inputs are
-non-symmetric random arrays of several shapes and dtypes; the student never sees them.
+Everything derives from one seed (the course's secret seed, see :func:`.cache.course_seed`),
+so grading is reproducible. The collage and mixup inputs are digit images
+(:mod:`.digits`) of several shapes and dtypes; the network inputs are random weights
+and images. The student never sees them.
 """
 import numpy as np
 import torch
 
 from . import reference
+from .digits import digit_batch
 
 #: (key, shape, dtype) of the collage calls: even sizes, several channel counts, float32 and float64.
 COLLAGE_CASES = [("c0", (1, 28, 28), np.float32), ("c1", (3, 8, 8), np.float32),
@@ -21,7 +24,8 @@ MIXUP_DRAWS = [("beta_small", 0.2, 2000), ("beta_large", 2.0, 2000)]
 #: equal sizes by value.
 NETWORK_CONFIGS = [("n0", (10, 27)), ("n1", (27, 10)), ("n2", (10, 10))]
 LEARN = {"sizes": (4, 3), "n": 64, "batch_size": 16, "steps": 60, "lr": 0.1}
-FINETUNE = {"sizes": (5, 3), "n": 48, "batch_size": 8, "n_batches": 60, "lr": 0.1}
+#: ``max_returned``: how many tensors of ``finetune_parameters()`` the runner writes back at most.
+FINETUNE = {"sizes": (5, 3), "n": 48, "batch_size": 8, "n_batches": 60, "lr": 0.1, "max_returned": 32}
 
 
 def _images(rng, shape, dtype):
@@ -45,7 +49,7 @@ def _class_images(rng, n, n_classes):
 def collage(rng):
     arrays, cases = {}, []
     for key, shape, dtype in COLLAGE_CASES:
-        arrays[f"{key}_i"], arrays[f"{key}_j"] = _images(rng, shape, dtype), _images(rng, shape, dtype)
+        arrays[f"{key}_i"], arrays[f"{key}_j"] = digit_batch(rng, shape, dtype), digit_batch(rng, shape, dtype)
         cases.append({"key": key})
     return arrays, {"cases": cases}
 
@@ -53,7 +57,7 @@ def collage(rng):
 def mixup(rng):
     arrays, cases = {}, []
     for key, shape, dtype, alpha in MIXUP_CASES:
-        arrays[f"{key}_i"], arrays[f"{key}_j"] = _images(rng, shape, dtype), _images(rng, shape, dtype)
+        arrays[f"{key}_i"], arrays[f"{key}_j"] = digit_batch(rng, shape, dtype), digit_batch(rng, shape, dtype)
         cases.append({"key": key, "args": [alpha], "seed": int(rng.integers(2**31))})
     arrays["draw_i"], arrays["draw_j"] = _images(rng, (1, 2, 2), np.float64), _images(rng, (1, 2, 2), np.float64)
     draws = [{"key": key, "alpha": alpha, "n": n, "seed": int(rng.integers(2**31))} for key, alpha, n in MIXUP_DRAWS]
@@ -93,8 +97,7 @@ def network(rng, seed):
     arrays, configs = {"x": rng.normal(size=(6, 1, 28, 28)).astype(np.float32)}, []
     for index, (key, sizes) in enumerate(NETWORK_CONFIGS):
         arrays.update(_net_state(seed + 10 * index, sizes, key))
-        arrays.update(_net_state(seed + 10 * index + 1, sizes, f"{key}_swap"))
-        configs.append({"key": key, "sizes": sizes, "seeds": [int(s) for s in rng.integers(2**31, size=3)]})
+        configs.append({"key": key, "sizes": sizes, "seeds": [int(s) for s in rng.integers(2**31, size=4)]})
     learn = dict(LEARN, seed=int(rng.integers(2**31)))
     arrays.update(_net_state(seed + 99, learn["sizes"], "learn"))
     arrays["learn_x"], arrays["learn_y"] = _class_images(rng, learn["n"], learn["sizes"][0])

@@ -28,12 +28,12 @@ POINTS = {
         "shapes": 2,              # output shapes, log-probabilities
         "reference": 3,           # matches the reference under copied weights in eval mode
         "eval_deterministic": 2,  # eval mode is deterministic (dropout only through the module)
-        "heads": 2,               # forward uses pretrainer, generalize uses generalizer
-        "learns": 1,              # training through forward learns a tiny seeded problem
+        "heads": 2,               # forward is pretrainer(features), generalize is generalizer(features)
+        "learns": 1,              # training through forward changes conv1, conv2, pretrainer and learns a tiny problem
     },
     "frozen_finetuning": {
         "parameters": 4,          # finetune_parameters() is exactly the generalizer's weight and bias
-        "frozen": 4,              # after the kit's finetune: conv1, conv2, pretrainer bit-identical; generalizer changed
+        "frozen": 4,              # finetuning may change only the generalizer, and does change it
         "improves": 2,            # finetune accuracy improved
     },
 }

@@ -2,24 +2,27 @@
 
 This script runs INSIDE the (sandboxed) child, next to a scratch copy of ``handin/``
 that holds the student's modules. It imports student code, so nothing it reports
-is trusted: it never decides pass or fail, it only writes plain data (``.npz`` of
-numeric arrays and ``.json``) that the judge validates and compares outside.
+is trusted: it never decides pass or fail, it only writes raw data (``.npz`` of
+numeric arrays and ``.json``) that the judge validates and checks outside against
+its own copy of the inputs, recomputing everything it grades (see :mod:`.checks`).
 
 Usage (by the judge only)::
 
     python -I runner.py PART [PART ...]
 
-The output folder is a fresh random name chosen by the judge at run time; the runner
-reads it from ``inputs/out_name`` and deletes that file before any student module is
-imported (so it is not in ``sys.argv`` for student code to find). For every part,
-in order, the runner writes ``<out>/<part>.json`` (errors and names) and then
-``<out>/<part>.npz`` (the arrays), each atomically; a part counts as finished
-when its ``.npz`` exists. Student modules are imported only after ``OUT_DIR`` is
-created, and each part imports only the modules it needs, so a module that
-crashes at import costs only the parts that use it.
+Before any student module is imported, the runner reads ALL its inputs
+(``inputs/<part>.npz`` and ``.json``, and ``inputs/out_name``, the random name of the
+output folder), deletes the ``inputs`` folder, creates the output folder and opens it.
+Student code therefore never sees an input file it could rewrite, and the name of the
+output folder is not in ``sys.argv``. For every part, in order, the runner writes
+``<out>/<part>.json`` (errors and counts) and then ``<out>/<part>.npz`` (the arrays),
+each atomically, relative to the folder it opened; a part counts as finished when its
+``.npz`` exists. Each part imports only the modules it needs, so a module that crashes
+at import costs only the parts that use it.
 """
 import json
 import os
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -65,26 +68,42 @@ def to_float(value):
     return float(array.reshape(()))
 
 
-def load_inputs(part):
-    with np.load(INPUTS / f"{part}.npz", allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    plan = json.loads((INPUTS / f"{part}.json").read_text())
-    return arrays, plan
+def record_error(notes, key, error):
+    """Note an exception of student code under ``key``; a NotImplementedError also names the function."""
+    notes["errors"][key] = describe(error)
+    if isinstance(error, NotImplementedError):
+        frames = traceback.extract_tb(error.__traceback__)
+        names = [frame.name for frame in frames if Path(frame.filename).parent.name == "handin"]
+        notes.setdefault("not_implemented", []).append(names[-1] if names else "")
 
 
-def write_atomically(path, write):
-    temporary = path.with_name(path.name + ".partial")
-    with open(temporary, "wb") as handle:
+def load_inputs(parts):
+    """``{part: (arrays, plan)}`` for every part, and the output folder's name, read before any student code."""
+    inputs = {}
+    for part in parts:
+        with np.load(INPUTS / f"{part}.npz", allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        inputs[part] = arrays, json.loads((INPUTS / f"{part}.json").read_text())
+    out_name = (INPUTS / "out_name").read_text().strip()
+    shutil.rmtree(INPUTS)
+    return inputs, out_name
+
+
+def write_atomically(out_fd, name, write):
+    """Write ``name`` inside the open folder ``out_fd`` through a temporary file and a rename."""
+    temporary = name + ".partial"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=out_fd)
+    with os.fdopen(descriptor, "wb") as handle:
         write(handle)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    os.replace(temporary, name, src_dir_fd=out_fd, dst_dir_fd=out_fd)
 
 
-def save_part(out_dir, part, arrays, notes):
+def save_part(out_fd, part, arrays, notes):
     """Write one part's outputs: the notes first, then the arrays that mark it finished."""
-    write_atomically(out_dir / f"{part}.json", lambda h: h.write(json.dumps(notes).encode()))
-    write_atomically(out_dir / f"{part}.npz", lambda h: np.savez(h, **arrays))
+    write_atomically(out_fd, f"{part}.json", lambda h: h.write(json.dumps(notes).encode()))
+    write_atomically(out_fd, f"{part}.npz", lambda h: np.savez(h, **arrays))
 
 
 def seed_everything(seed):
@@ -106,7 +125,7 @@ def run_blend_calls(function, arrays, plan, arrays_out, notes):
             arrays_out[f"{key}_result"] = to_array(result)
             arrays_out[f"{key}_weight"] = np.float64(to_float(weight))
         except BaseException as error:  # noqa: B902 - student code may raise anything
-            notes["errors"][key] = describe(error)
+            record_error(notes, key, error)
         arrays_out[f"{key}_i_after"] = batch_i
         arrays_out[f"{key}_j_after"] = batch_j
 
@@ -134,7 +153,7 @@ def part_mixup(arrays, plan):
             out[f"{key}_results"] = np.stack(results)
             out[f"{key}_weights"] = np.array(weights, dtype=np.float64)
         except BaseException as error:  # noqa: B902
-            notes["errors"][key] = describe(error)
+            record_error(notes, key, error)
     return out, notes
 
 
@@ -156,7 +175,7 @@ def part_cross_entropy(arrays, plan):
                     raise RuntimeError("no gradient reached pred")
                 out[f"{key}_grad"] = pred.grad.detach().numpy().copy()
         except BaseException as error:  # noqa: B902
-            notes["errors"][key] = describe(error)
+            record_error(notes, key, error)
     valid = torch.from_numpy(arrays[plan["not_tensor_like"] + "_pred"].copy())
     wrong_inputs = {
         "numpy_pred": lambda: (valid.numpy().copy(), valid.clone()),
@@ -168,6 +187,8 @@ def part_cross_entropy(arrays, plan):
             notes["raised"][key] = None
         except BaseException as error:  # noqa: B902
             notes["raised"][key] = "ValueError" if isinstance(error, ValueError) else describe(error)
+            if isinstance(error, NotImplementedError):
+                record_error(notes, key, error)
     return out, notes
 
 
@@ -190,6 +211,7 @@ def as_output(value):
 
 
 def part_network(arrays, plan):
+    """Features and both heads in eval mode, twice with different torch seeds; then a short training."""
     from handin.network import Net
     out, notes = {}, {"errors": {}}
     x = torch.from_numpy(arrays["x"].copy())
@@ -199,30 +221,16 @@ def part_network(arrays, plan):
             net = make_net(Net, arrays, key, sizes).eval()
             with torch.no_grad():
                 out[f"{key}_features"] = as_output(net.apply_convs(x))
-                torch.manual_seed(config["seeds"][0])
-                out[f"{key}_forward"] = as_output(net.forward(x))
-                torch.manual_seed(config["seeds"][1])
-                out[f"{key}_forward_again"] = as_output(net.forward(x))
-                out[f"{key}_generalize"] = as_output(net.generalize(x))
-                torch.manual_seed(config["seeds"][2])
-                out[f"{key}_generalize_again"] = as_output(net.generalize(x))
-                # Swap one head for other weights: the other head's output must not move.
-                net.pretrainer.load_state_dict(
-                    {"weight": torch.from_numpy(arrays[f"{key}_swap.pretrainer.weight"].copy()),
-                     "bias": torch.from_numpy(arrays[f"{key}_swap.pretrainer.bias"].copy())})
-                out[f"{key}_forward_swapped_pretrainer"] = as_output(net.forward(x))
-                out[f"{key}_generalize_swapped_pretrainer"] = as_output(net.generalize(x))
-                net.generalizer.load_state_dict(
-                    {"weight": torch.from_numpy(arrays[f"{key}_swap.generalizer.weight"].copy()),
-                     "bias": torch.from_numpy(arrays[f"{key}_swap.generalizer.bias"].copy())})
-                out[f"{key}_forward_swapped_both"] = as_output(net.forward(x))
-                out[f"{key}_generalize_swapped_both"] = as_output(net.generalize(x))
+                for output, seed in zip(("forward", "forward_again", "generalize", "generalize_again"),
+                                        config["seeds"]):
+                    torch.manual_seed(seed)
+                    out[f"{key}_{output}"] = as_output(getattr(net, output.removesuffix("_again"))(x))
         except BaseException as error:  # noqa: B902
-            notes["errors"][key] = describe(error)
+            record_error(notes, key, error)
     try:
         out.update(learn_tiny_problem(Net, arrays, plan["learn"]))
     except BaseException as error:  # noqa: B902
-        notes["errors"]["learn"] = describe(error)
+        record_error(notes, "learn", error)
     return out, notes
 
 
@@ -249,42 +257,35 @@ def soft_cross_entropy(pred, target):
 
 
 def part_frozen_finetuning(arrays, plan):
+    """The values of what ``finetune_parameters()`` returns, and the weights after the kit's finetuning.
+
+    The judge identifies the returned tensors by their values (it chose every weight) and
+    evaluates the finetuned weights with its own reference network: nothing here is a verdict.
+    """
     from handin.network import Net
     out, notes = {}, {"errors": {}}
     sizes = plan["sizes"]
     try:
-        net = make_net(Net, arrays, "net", sizes)
-        names = {id(parameter): name for name, parameter in net.named_parameters()}
-        returned = list(net.finetune_parameters())
-        notes["returned"] = [names.get(id(item), f"<a {type(item).__name__} that is not a parameter of the net>")
-                             for item in returned]
+        returned = list(make_net(Net, arrays, "net", sizes).finetune_parameters())
+        notes["returned"] = len(returned)
+        for index, item in enumerate(returned[:plan["max_returned"]]):
+            out[f"returned_{index}"] = to_array(item)
     except BaseException as error:  # noqa: B902
-        notes["errors"]["parameters"] = describe(error)
+        record_error(notes, "parameters", error)
     try:
         from handin import training
         training.cross_entropy = soft_cross_entropy
         net = make_net(Net, arrays, "net", sizes)
         images, labels = torch.from_numpy(arrays["x"].copy()), torch.from_numpy(arrays["y"].copy())
-        out.update(state_arrays(net, "before"))
-        out["outputs_before"] = eval_outputs(net, images)
         torch.manual_seed(plan["seed"])
         np.random.seed(plan["seed"])
         training.finetune(net, torch.utils.data.TensorDataset(images, labels), sizes[1],
                           n_batches=plan["n_batches"], batch_size=plan["batch_size"], lr=plan["lr"],
                           seed=plan["seed"], progress=False)
         out.update(state_arrays(net, "after"))
-        out["outputs_after"] = eval_outputs(net, images)
     except BaseException as error:  # noqa: B902
-        notes["errors"]["finetune"] = describe(error)
+        record_error(notes, "finetune", error)
     return out, notes
-
-
-def eval_outputs(net, images):
-    net.eval()
-    with torch.no_grad():
-        outputs = as_output(net.generalize(images))
-    net.train()
-    return outputs
 
 
 PARTS = {
@@ -296,20 +297,20 @@ PARTS = {
 }
 
 
-def main(argv):
-    name_file = INPUTS / "out_name"
-    out_dir, parts = HERE / name_file.read_text().strip(), argv
-    name_file.unlink()
-    out_dir.mkdir()
+def main(parts):
+    inputs, out_name = load_inputs(parts)
+    os.mkdir(HERE / out_name, 0o755)
+    out_fd = os.open(HERE / out_name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    del out_name
     torch.set_num_threads(1)
     for part in parts:
-        arrays, plan = load_inputs(part)
+        arrays, plan = inputs.pop(part)
         try:
             outputs, notes = PARTS[part](arrays, plan)
         except BaseException as error:  # noqa: B902 - e.g. the module fails to import
             outputs, notes = {}, {"import_error": describe(error)}
             traceback.print_exc()
-        save_part(out_dir, part, outputs, notes)
+        save_part(out_fd, part, outputs, notes)
 
 
 if __name__ == "__main__":

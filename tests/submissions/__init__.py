@@ -109,6 +109,9 @@ BUGS = [
                replace=[sol(NET, "return F.log_softmax(self.generalizer(self.apply_convs(x)), dim=1)",
                             "return F.log_softmax(self.generalizer(self.apply_convs(x)), dim=0)")],
                lose=("network",), may_lose=("frozen_finetuning",)),
+    Submission("net_features_detached", "bug", "apply_convs detaches its features: the convolutions never learn",
+               replace=[sol(NET, "return x.flatten(start_dim=1)", "return x.flatten(start_dim=1).detach()")],
+               lose=("network",)),
     Submission("finetune_all_parameters", "bug", "finetunes every parameter",
                replace=[sol(NET, "return list(self.generalizer.parameters())", "return list(self.parameters())")],
                lose=("frozen_finetuning",)),
@@ -227,6 +230,103 @@ for _folder in {_os.environ.get("HANDIN3_VERDICTS", ""), "build/verdicts", "../b
         except OSError:
             pass
 """
+#: Outputs in the runner's format that claim success without computing anything from the inputs:
+#: what the judge would have accepted when it trusted the runner's notes and relations.
+FORGE = """
+import json as _json, os as _os, sys as _sys
+import numpy as _np
+
+
+def _log_softmax(_z):
+    return _z - _np.log(_np.exp(_z).sum(axis=1, keepdims=True))
+
+
+def _forge(_part, _arrays, _plan):
+    _rng = _np.random.default_rng(0)
+    _out, _notes = {}, {"errors": {}, "raised": {}, "passed": True}
+    if _part in ("collage", "mixup"):
+        for _case in _plan["cases"]:
+            _k = _case["key"]
+            _out[_k + "_result"] = _np.zeros(_arrays[_k + "_i"].shape)
+            _out[_k + "_weight"] = _np.float64(0.5)
+            _out[_k + "_i_after"], _out[_k + "_j_after"] = _arrays[_k + "_i"], _arrays[_k + "_j"]
+    elif _part == "cross_entropy":
+        _notes["raised"] = {"numpy_pred": "ValueError", "list_target": "ValueError"}
+    elif _part == "network":
+        for _config in _plan["configs"]:
+            _k, (_p, _g) = _config["key"], _config["sizes"]
+            _out[_k + "_features"] = _rng.normal(size=(6, 256))
+            for _name, _n in (("forward", _p), ("generalize", _g)):
+                _out[_k + "_" + _name] = _out[_k + "_" + _name + "_again"] = _log_softmax(_rng.normal(size=(6, _n)))
+        for _name, _value in _arrays.items():
+            if _name.startswith("learn."):
+                _out["learned." + _name[6:]] = _value + 0.01
+    elif _part == "frozen_finetuning":
+        _notes["returned"] = ["generalizer.weight", "generalizer.bias"]
+        for _name, _value in _arrays.items():
+            if _name.startswith("net."):
+                _out["before." + _name[4:]] = _value
+                _out["after." + _name[4:]] = _value + (0.01 if "generalizer" in _name else 0)
+        _out["outputs_before"] = _np.zeros((len(_arrays["y"]), 3))
+        _out["outputs_after"] = _np.eye(3)[_arrays["y"]]
+    return _out, _notes
+"""
+#: Replaces the runner's part functions and its writer from inside the student's module.
+PATCH_RUNNER = FORGE + """
+_frame = _sys._getframe()
+while _frame is not None and "save_part" not in _frame.f_globals:
+    _frame = _frame.f_back
+if _frame is not None:
+    _runner, _here = _frame.f_globals, _frame.f_locals
+    _save = _runner["save_part"]
+
+    def _fake_save(out_fd, part, outputs, notes):
+        if part == "collage":
+            outputs, notes = _forge("collage", _here["arrays"], _here["plan"])
+        _save(out_fd, part, outputs, notes)
+
+    _runner["save_part"] = _fake_save
+    for _part in list(_runner["PARTS"]):
+        _runner["PARTS"][_part] = (lambda _p: lambda arrays, plan: _forge(_p, arrays, plan))(_part)
+"""
+#: Writes forged outputs for every part into every folder it can find, rewrites input files, then exits.
+REWRITE_FILES = FORGE + """
+_frame, _parts = _sys._getframe(), {}
+while _frame is not None and "out_fd" not in _frame.f_locals:
+    _frame = _frame.f_back
+if _frame is not None:
+    _parts = dict(_frame.f_locals["inputs"])
+    _parts[_frame.f_locals["part"]] = (_frame.f_locals["arrays"], _frame.f_locals["plan"])
+for _folder in ["inputs"] + [_d for _d in _os.listdir(".") if _os.path.isdir(_d)]:
+    _os.makedirs(_folder, exist_ok=True)
+    for _part, (_arrays, _plan) in _parts.items():
+        _out, _notes = _forge(_part, _arrays, _plan)
+        with open(_os.path.join(_folder, _part + ".json"), "w") as _f:
+            _json.dump(_notes, _f)
+        _np.savez(_os.path.join(_folder, _part + ".npz"), **_out)
+_os._exit(0)
+"""
+#: Hides a finetuning bug: the kit's finetune is wrapped so that only the generalizer ever changes.
+PATCH_FINETUNE = """
+def _patch_finetune():
+    import torch as _torch
+    from handin import training as _training
+    _finetune = _training.finetune
+
+    def finetune(net, *args, **kwargs):
+        kept = {n: p.detach().clone() for n, p in net.named_parameters() if not n.startswith("generalizer")}
+        result = _finetune(net, *args, **kwargs)
+        with _torch.no_grad():
+            for n, p in net.named_parameters():
+                if n in kept:
+                    p.copy_(kept[n])
+        return result
+
+    _training.finetune = finetune
+
+
+_patch_finetune()
+"""
 SWALLOW_INTERRUPTS = """
 while True:
     try:
@@ -260,6 +360,15 @@ TAMPERS = [
                base="stub", prepend={UTL: FAKE_OUTPUTS}, max_total=0),
     Submission("tamper_overwrite_verdicts", "tamper", "overwrites every cached verdict it can find",
                base="stub", prepend={AUG: FAKE_VERDICT, UTL: FAKE_VERDICT, NET: FAKE_VERDICT}, max_total=0),
+    Submission("tamper_patch_runner", "tamper", "replaces the runner's part functions and writer with forged "
+               "outputs from inside augmentations.py", base="stub", prepend={AUG: PATCH_RUNNER}, max_total=0),
+    Submission("tamper_rewrite_files", "tamper", "writes forged outputs into every folder of the scratch and "
+               "rewrites input files, then os._exit(0)", base="stub", prepend={AUG: REWRITE_FILES}, max_total=0),
+    # The finetuning bug costs parameters (4) and frozen (4); hiding its effect must not win them back.
+    Submission("tamper_finetune_patch", "tamper", "finetunes every parameter, and wraps the kit's finetune so "
+               "that only the generalizer changes", replace=[sol(NET, "return list(self.generalizer.parameters())",
+                                                                "return list(self.parameters())")],
+               prepend={NET: PATCH_FINETUNE}, lose=("frozen_finetuning",), max_total=42),
     # Correct code plus a crash: only the parts that use the crashing module are lost, with the reason.
     Submission("correct_but_sys_exit_in_augmentations", "tamper", "sys.exit(0) at import of augmentations.py",
                prepend={AUG: "import sys\nsys.exit(0)\n"}, lose=("collage", "mixup", "frozen_finetuning"),
