@@ -16,7 +16,6 @@ the verdict (``parts[part]["picture"]``).
 """
 import base64
 import html
-import json
 import struct
 import zlib
 from pathlib import Path
@@ -186,10 +185,12 @@ def report_notebook_path(feedback_path, student_id):
 
 def report_html(notebook_path):
     """The report's results as grading drew them: notice, findings text, figures (empty if not autograded)."""
+    import nbformat
+
     from .nbgrader_plugins import REPORT_METADATA
 
     try:
-        notebook = json.loads(Path(notebook_path).read_text(encoding="utf-8"))
+        notebook = nbformat.read(notebook_path, as_version=4)  # joins the lines nbformat splits on writing
     except (OSError, ValueError):
         return ""
     outcome = notebook.get("metadata", {}).get(REPORT_METADATA)

@@ -78,5 +78,10 @@ c.GuardedExecute.kernel_name = "python3"
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?s)."       # any stderr text
 
+# formgrader checks nbgrader's exchange folder (by default /usr/local/share/nbgrader/exchange, which a TA
+# cannot write: "Unwritable directory"). The kit never uses the exchange, so it is a folder of the course.
+c.Exchange.root = str(COURSE_ROOT / "exchange")
+os.makedirs(c.Exchange.root, exist_ok=True)
+
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, SanitizeNotebook, CSSHTMLHeaderPreprocessor]
 c.ClearHiddenTests.enforce_metadata = True
