@@ -75,8 +75,9 @@ def payloads(beacon):
     }
 
 
-#: What must not survive anywhere a browser renders (besides the exact payload texts).
-ACTIVE_PATTERNS = ("onerror=", "ontoggle=", "onload=", "javascript:", "window.__pwned=1;fetch")
+#: What must not survive anywhere a browser renders, besides the exact payload texts (a blocked link
+#: keeps its target as inert text: "[click me](#blocked-window.__pwned=1;...)").
+ACTIVE_PATTERNS = ("onerror=", "ontoggle=", "onload=", "javascript:", "<script>window")
 
 
 def write_report(folder, answer, hostile=None):

@@ -226,14 +226,17 @@ def test_kit_feedback_shows_the_figures(graded):
 @needs_bubblewrap
 def test_nothing_planted_survives_in_what_browsers_render(graded):
     pages = generate_feedback(graded)
-    mallory = pages / "mallory" / ASSIGNMENT / "3_report.html"
-    assert mallory.is_file()
-    out = graded["out"]
-    rendered = [*out.glob("course/autograded/*/*/*.ipynb"), out / "course" / "gradebook.db",
-                *out.glob("feedback/*.html"), *pages.rglob("*.html")]
-    planted = list(graded["payloads"].values())
-    for path in rendered:
+    out, planted = graded["out"], list(graded["payloads"].values())
+
+    def found(path):
         text = path.read_bytes().decode("utf-8", errors="replace")
-        assert not [p for p in planted + list(ACTIVE_PATTERNS) if p in text], path
-    # and the twin's figures were drawn all the same
-    assert mallory.read_text().count("data:image/png;base64,") >= sum(FIGURES.values())
+        return [p for p in planted if p in text], {p: text.count(p) for p in ACTIVE_PATTERNS}
+
+    for path in [*out.glob("course/autograded/*/*/*.ipynb"), out / "course" / "gradebook.db",
+                 *out.glob("feedback/*.html")]:
+        assert found(path) == ([], dict.fromkeys(ACTIVE_PATTERNS, 0)), path
+    for path in pages.glob(f"mallory/{ASSIGNMENT}/*.html"):
+        # nbconvert's page template itself has CSS such as a[href^="javascript:"]: compare with the benign twin
+        assert found(path) == ([], found(pages / "alice" / ASSIGNMENT / path.name)[1]), path
+    mallory = pages / "mallory" / ASSIGNMENT / "3_report.html"
+    assert mallory.read_text().count("data:image/png;base64,") >= sum(FIGURES.values())  # figures drawn all the same
