@@ -138,6 +138,19 @@ def test_formgrader_runs_no_student_script(graded, lab, browser):
         assert not pwned, url
     assert graded["beacon"].hits == []
     context.close()
+    # formgrader found the exchange folder the course's nbgrader_config.py sets up (the TA guide says so)
+    assert "Unwritable directory" not in (graded["out"] / "jupyter-lab.log").read_text()
+
+
+def test_jupyterlab_menu_opens_formgrader(lab, browser):
+    """The TA guide's way in: Nbgrader > Formgrader in JupyterLab's menu bar."""
+    base, token = lab
+    page = browser.new_page()
+    page.goto(f"{base}/lab?token={token}", wait_until="domcontentloaded")
+    page.get_by_role("menuitem", name="Nbgrader", exact=True).click(timeout=120_000)
+    page.get_by_role("menuitem", name="Formgrader", exact=True).click()
+    page.frame_locator("iframe").get_by_text("Manage Assignments").first.wait_for(timeout=120_000)
+    page.close()
 
 
 def test_formgrader_shows_the_figures_and_findings(graded, lab, browser):
