@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from autograder import ASSIGNMENT, KIT_ROOT
-from autograder.nbgrader_plugins import REPORT_METADATA, kit_cell_positions
+from autograder.nbgrader_plugins import REPORT_METADATA, kit_cell_positions, place_kit_cells
 from autograder.report import (MAX_DEPTH, MAX_RESULTS_BYTES, RESULTS_FILE, KitCode, ResultsProblem, grade_results,
                                load_results, validate_records)
 from autograder.sanitize import clean_markdown, clean_notebook, clean_outputs
@@ -113,6 +113,25 @@ def test_report_cells_are_found_in_the_kit_notebook():
     notebook = nbformat.read(KIT_ROOT / "solutions" / "notebooks" / REPORT, as_version=4)
     positions = kit_cell_positions(notebook)
     assert list(positions.values()) == sorted(positions.values())  # in notebook order
+
+
+def test_kit_cells_replace_edited_ones_and_come_back_when_deleted():
+    kit_notebook = nbformat.read(KIT_ROOT / "solutions" / "notebooks" / REPORT, as_version=4)
+    positions = kit_cell_positions(kit_notebook)
+    student = nbformat.read(KIT_ROOT / "solutions" / "notebooks" / REPORT, as_version=4)
+    findings_id = kit_notebook.cells[positions["findings.report("]].id
+    curves_id = kit_notebook.cells[positions["plot_curves("]].id
+    for cell in student.cells:
+        if cell.get("id") == findings_id:
+            cell.source = "print('every claim holds')"
+    student.cells = [cell for cell in student.cells if cell.get("id") != curves_id]
+    outputs = {marker: [{"output_type": "stream", "name": "stdout", "text": marker}] for marker in positions}
+    place_kit_cells(student, kit_notebook, outputs)
+    ids = [cell.get("id") for cell in student.cells]
+    assert ids == [cell.get("id") for cell in kit_notebook.cells]  # the deleted cell is back in its place
+    for marker, index in positions.items():
+        assert student.cells[index].source == kit_notebook.cells[index].source
+        assert student.cells[index].outputs[0]["text"] == marker
 
 
 # ----------------------------------------------------------------------------- the sanitizer
