@@ -174,6 +174,19 @@ def test_notebook_metadata_and_attachments_are_cleaned():
     assert notebook.cells[1].source == "" and notebook.cells[1].metadata == {}
 
 
+def test_kit_feedback_escapes_names_and_messages(tmp_path):
+    from autograder.collect import Submission
+    from autograder.feedback import PARTS, feedback_html
+
+    planted = "<img src=x onerror=alert(1)>"
+    submission = Submission(f"id{planted}", origins=[f"{planted}.zip"], status="ok", notes=[f"file {planted}"])
+    row = {"status": f"crashed:{planted}", "total": 0, "max_total": 50, **dict.fromkeys(PARTS, 0)}
+    verdict = {"parts": {"collage": {"max": 10, "reason": planted, "checks": [
+        {"name": planted, "points": 0, "max": 4, "passed": False, "message": planted}]}}}
+    page = feedback_html(submission, row, verdict, tmp_path / "no-report.ipynb")
+    assert "<img" not in page and page.count("&lt;img src=x onerror=alert(1)&gt;") >= 6
+
+
 # ----------------------------------------------------------------------------- one real batch run
 
 needs_bubblewrap = pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap is not installed")
