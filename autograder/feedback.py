@@ -9,14 +9,20 @@ Everything the student controls (exception texts, file names) is HTML-escaped.
 
 The picture's arrays come with the verdict (``parts[part]["picture"]``, made by
 :mod:`autograder.judge.pictures`); this module only draws them.
+
+The page also shows the report's results as the grader drew them (the notice when the
+results file is missing or unusable, the figures, the findings), read from the autograded
+report notebook that :class:`autograder.nbgrader_plugins.RenderReport` filled.
 """
 import base64
 import html
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 
+from . import ASSIGNMENT
 from .files import write_atomically
 
 PARTS = ("collage", "mixup", "cross_entropy", "network", "frozen_finetuning")
@@ -132,8 +138,44 @@ def _part_html(name, part, row):
     return "\n".join(lines)
 
 
-def feedback_html(submission, row, verdict):
-    """The page for one student (a string)."""
+def report_notebook_path(feedback_path, student_id):
+    """The autograded report next to a feedback page: ``RESULTS/course/autograded/<id>/hand_in_3/3_report.ipynb``."""
+    return Path(feedback_path).parent.parent / "course" / "autograded" / student_id / ASSIGNMENT / "3_report.ipynb"
+
+
+def report_html(notebook_path):
+    """The report's results as grading drew them: notice, findings text, figures (empty if not autograded)."""
+    import nbformat
+
+    from .nbgrader_plugins import REPORT_METADATA
+
+    try:
+        notebook = nbformat.read(notebook_path, as_version=4)  # joins the lines nbformat splits on writing
+    except (OSError, ValueError):
+        return ""
+    outcome = notebook.get("metadata", {}).get(REPORT_METADATA)
+    if not isinstance(outcome, dict):
+        return ""
+    lines = ["<h2>Your report's results</h2>"]
+    if outcome.get("status") != "ok":
+        lines.append("<p class='fail'>The report's figures and findings could not be drawn; your written answers "
+                     "are graded by hand, the code parts as usual.</p>")
+    notes = [note for note in outcome.get("notes", []) if isinstance(note, str)]
+    if notes:
+        lines.append("<ul>" + "".join(f"<li>{_escape(note)}</li>" for note in notes) + "</ul>")
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            picture = output.get("data", {}).get("image/png")
+            if isinstance(picture, str):
+                data = base64.b64encode(base64.b64decode(picture)).decode("ascii")  # only base64 reaches the page
+                lines.append(f"<p><img style='max-width:100%' alt='report figure' src='data:image/png;base64,{data}'></p>")
+            elif output.get("output_type") == "stream" and isinstance(output.get("text"), str):
+                lines.append(f"<pre>{_escape(output['text'])}</pre>")
+    return "\n".join(lines)
+
+
+def feedback_html(submission, row, verdict, report_notebook=None):
+    """The page for one student (a string); ``report_notebook``: the autograded report, if any."""
     status = row["status"]
     body = [f"<h1>Hand-in 3: feedback for {_escape(submission.student_id)}</h1>",
             f"<p><b>Total: {_escape(row['total'])} / {_escape(row['max_total'])}</b> "
@@ -151,10 +193,13 @@ def feedback_html(submission, row, verdict):
             body.append(_part_html(name, parts[name], row))
         else:
             body.append(f"<h2>{_escape(name)}: {_escape(row[name])}</h2><p>Not graded (see the status above).</p>")
+    if report_notebook is not None:
+        body.append(report_html(report_notebook))
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Feedback {_escape(submission.student_id)}"
             f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
 def write_feedback(path, submission, row, verdict):
-    """Write the page atomically."""
-    write_atomically(path, feedback_html(submission, row, verdict))
+    """Write the page atomically (with the report's results from the autograded report next to it)."""
+    report_notebook = report_notebook_path(path, submission.student_id)
+    write_atomically(path, feedback_html(submission, row, verdict, report_notebook))

@@ -5,6 +5,12 @@ What it changes, and why:
 * ``Autograde.exclude_overwriting``: nbgrader would overwrite the student's modules with
   the instructor's copies; the three student modules are excluded, the provided ones
   are overwritten (students cannot change the kit's training code).
+* ``SanitizeNotebook`` (sanitize step and feedback): student-written markdown, raw cells,
+  saved outputs and metadata lose every active part (scripts, event handlers, HTML/JS/SVG
+  outputs), so no student HTML runs in formgrader or a feedback page.
+* ``RenderReport`` (autograde step): the report notebook gets its figures and findings,
+  drawn by the kit's own code from the student's validated ``results/experiment.json``,
+  or a notice at the top saying what is missing and why.
 * ``ResetGradingNotebook`` (sanitize step): a submitted ``grading.ipynb`` is replaced by
   the instructor's source copy, so cells a student adds to it never run.
 * ``GuardedExecute`` replaces ``Execute``: per-cell timeout, a whole-notebook deadline,
@@ -49,17 +55,19 @@ if str(KIT) not in sys.path:
 from autograder import STUDENT_MODULES  # noqa: E402
 from autograder.cell import JUDGE_TIMEOUT_SECONDS, VERDICT_WAIT_SECONDS  # noqa: E402
 from autograder.judge.preprocessors import GuardedExecute, ResetGradingNotebook  # noqa: E402
+from autograder.nbgrader_plugins import RenderReport, SanitizeNotebook  # noqa: E402
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 
 c.Autograde.exclude_overwriting = {ASSIGNMENT: [f"handin/{name}" for name in STUDENT_MODULES]}
 
 c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, ResetGradingNotebook,
-                                      OverwriteCells, CheckCellMetadata]
+                                      SanitizeNotebook, OverwriteCells, CheckCellMetadata]
 c.ResetGradingNotebook.source_notebook = str(COURSE_ROOT / "source" / ASSIGNMENT / "grading.ipynb")
 
-c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, RenderReport,
+                                       LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.RenderReport.source_notebook = str(COURSE_ROOT / "source" / ASSIGNMENT / "3_report.ipynb")
 # A grade cell may wait for the batch judges and then judge by itself: both must fit in one cell.
 c.GuardedExecute.timeout = VERDICT_WAIT_SECONDS + JUDGE_TIMEOUT_SECONDS + 40
 c.GuardedExecute.notebook_timeout = 1200  # the whole notebook (later cells read the cached verdict)
@@ -70,5 +78,10 @@ c.GuardedExecute.kernel_name = "python3"
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(?s)."       # any stderr text
 
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+# formgrader checks nbgrader's exchange folder (by default /usr/local/share/nbgrader/exchange, which a TA
+# cannot write: "Unwritable directory"). The kit never uses the exchange, so it is a folder of the course.
+c.Exchange.root = str(COURSE_ROOT / "exchange")
+os.makedirs(c.Exchange.root, exist_ok=True)
+
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, SanitizeNotebook, CSSHTMLHeaderPreprocessor]
 c.ClearHiddenTests.enforce_metadata = True
