@@ -197,16 +197,17 @@ def test_every_run_gets_its_own_whole_seccomp_program(tmp_path):
 def test_a_sandbox_that_fails_to_start_leaves_nothing_behind(mode, classroom, monkeypatch):
     """A failed start once left the warm slot's tmpfs mounted, so every later run in that slot failed."""
     from autograder import sandbox
+    from autograder.sandbox import seccomp
 
     alice, _ = classroom
     sandbox.close_warm_runners()  # the warm run below must start a new runner
-    real_open = sandbox.open_seccomp_program
+    real_open = seccomp.open_seccomp_program
 
     def fails_once():
-        monkeypatch.setattr(sandbox, "open_seccomp_program", real_open)
+        monkeypatch.setattr(seccomp, "open_seccomp_program", real_open)
         raise OSError(24, "Too many open files")
 
-    monkeypatch.setattr(sandbox, "open_seccomp_program", fails_once)
+    monkeypatch.setattr(seccomp, "open_seccomp_program", fails_once)
     with pytest.raises(OSError, match="Too many open files"):
         run("print('unreachable')", alice, mode=mode)
     ours = f"{sandbox.CGROUP_PREFIX}{os.getpid()}-"

@@ -1,0 +1,57 @@
+"""Run untrusted student code in a child process, inside bubblewrap, with limits.
+
+One call, :func:`run_isolated`, runs ``argv`` with ``workdir`` as its current
+directory and as the only writable folder it can see, and returns a
+:class:`RunResult` (exit code, captured output, and a ``status``: ``ok``,
+``timeout``, ``memory_limit`` or ``crashed``).
+
+What the child sees and may do (``sandbox=True``)::
+
+    /usr, /etc pieces, the Python install, the venv   read-only binds
+    readonly_binds                                    read-only binds (e.g. a runner script)
+    workdir                                           read-write, a size-limited tmpfs copy
+    /tmp, /dev/shm                                    private size-limited tmpfs
+    /proc, /dev                                       fresh, inside new pid/ipc/net/uts/cgroup namespaces
+    everything else (solutions/, other students,      not there
+    the gradebook, the network, $HOME)
+
+The child runs as an unprivileged uid (one per concurrent slot, so RLIMIT_NPROC
+counts only its own processes) with no capabilities, ``no_new_privs``, a seccomp
+filter that refuses namespace, mount, ptrace, bpf, keyring, perf, userfaultfd and
+io_uring system calls, rlimits (CPU, file size, open files, no core files, address
+space), and, when the grader runs as root, cgroup v1 memory, pids and cpu limits.
+A wall-clock timeout kills the whole process tree: killing bubblewrap collapses
+the pid namespace, so ``setsid`` daemons die with it.
+
+The workdir is copied into a fresh tmpfs of ``limits.scratch_bytes`` (as root),
+so a flood of files cannot fill the grader's disk; afterwards regular files are
+copied back (symlinks are never followed) and the tmpfs is unmounted.
+
+``sandbox=False`` runs the same command as a plain subprocess with the same
+timeout and output caps: for development only.
+
+The modules, one idea each::
+
+    limits      Limits, RunResult, the errors, the rlimits
+    bwrap       the bubblewrap command line (namespaces, binds, private /tmp, uid drop)
+    seccomp     the system-call filter
+    cgroups     cgroup v1 memory, pids and cpu limits
+    scratch     the size-limited tmpfs copy of the workdir
+    state       the host folder of slot locks and mounts; the uid slots
+    warm        the warm runner (one long-lived sandbox per slot) and its server, zygote.py
+    run         run_isolated: one run from start to end
+"""
+from .bwrap import bubblewrap_path, bwrap_command, check_sandbox_support, python_binds, sandbox_env
+from .cgroups import CGROUP_CONTROLLERS, CGROUP_PREFIX, CGROUP_ROOT
+from .limits import GiB, MiB, Limits, RunResult, SandboxUnavailable
+from .run import run_isolated
+from .seccomp import BLOCKED_SYSCALLS, open_seccomp_program, seccomp_program
+from .state import STATE_DIR, UID_BASE, cleanup_stale
+from .warm import close_warm_runners
+
+__all__ = [
+    "BLOCKED_SYSCALLS", "CGROUP_CONTROLLERS", "CGROUP_PREFIX", "CGROUP_ROOT", "GiB", "Limits", "MiB", "RunResult",
+    "STATE_DIR", "SandboxUnavailable", "UID_BASE", "bubblewrap_path", "bwrap_command", "check_sandbox_support",
+    "cleanup_stale", "close_warm_runners", "open_seccomp_program", "python_binds", "run_isolated", "sandbox_env",
+    "seccomp_program",
+]

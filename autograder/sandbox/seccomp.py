@@ -1,0 +1,94 @@
+"""The seccomp filter: system calls the child may not make, compiled with libseccomp through ctypes."""
+import ctypes
+import ctypes.util
+import errno
+import functools
+import os
+import tempfile
+
+from .limits import SandboxUnavailable
+
+#: System calls the child may not make: they would let it build namespaces, mount
+#: file systems, trace other processes or reach rarely hardened kernel interfaces.
+BLOCKED_SYSCALLS = (
+    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree",
+    "fsopen", "fsconfig", "fsmount", "fspick", "ptrace", "process_vm_readv", "process_vm_writev",
+    "bpf", "keyctl", "add_key", "request_key", "perf_event_open", "userfaultfd",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "kexec_load", "kexec_file_load",
+    "init_module", "finit_module", "delete_module", "swapon", "swapoff", "reboot",
+    "open_by_handle_at", "name_to_handle_at", "acct", "quotactl",
+)
+CLONE_NEWUSER = 0x10000000
+
+
+def load_libseccomp():
+    """libseccomp through ctypes, or None when it is not installed."""
+    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    try:
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+
+
+class _ArgCmp(ctypes.Structure):
+    """libseccomp's ``struct scmp_arg_cmp``."""
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
+                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+
+
+@functools.cache
+def seccomp_program():
+    """The filter (allow everything except :data:`BLOCKED_SYSCALLS`) compiled to BPF: bytes.
+
+    Blocked calls fail with EPERM; ``clone`` with CLONE_NEWUSER fails with EPERM and
+    ``clone3`` with ENOSYS so that libc falls back to ``clone``, whose flags the
+    filter can see. Compiled once per grader process and kept in memory: no file that
+    another thread, or a later process with the same pid, could overwrite.
+    """
+    lib = load_libseccomp()
+    if lib is None:
+        raise SandboxUnavailable("libseccomp.so.2 is missing: `apt-get install libseccomp2`.")
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                           ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    allow, deny = 0x7FFF0000, lambda err: 0x00050000 | err  # SCMP_ACT_ALLOW, SCMP_ACT_ERRNO(err)
+    ctx = lib.seccomp_init(allow)
+    try:
+        def add(name, action, *comparisons):
+            number = lib.seccomp_syscall_resolve_name(name.encode())
+            if number < 0:  # not a system call on this architecture
+                return
+            array = (_ArgCmp * max(len(comparisons), 1))(*comparisons)
+            if lib.seccomp_rule_add_array(ctx, action, number, len(comparisons), array) != 0:
+                raise SandboxUnavailable(f"libseccomp refused the rule for {name}")
+
+        for name in BLOCKED_SYSCALLS:
+            add(name, deny(errno.EPERM))
+        add("clone3", deny(errno.ENOSYS))
+        masked_eq = 7  # SCMP_CMP_MASKED_EQ: (arg0 & datum_a) == datum_b
+        add("clone", deny(errno.EPERM), _ArgCmp(0, masked_eq, CLONE_NEWUSER, CLONE_NEWUSER))
+        with tempfile.TemporaryFile() as exported:
+            if lib.seccomp_export_bpf(ctx, exported.fileno()) != 0:
+                raise SandboxUnavailable("libseccomp could not export the BPF program")
+            exported.seek(0)
+            return exported.read()
+    finally:
+        lib.seccomp_release(ctx)
+
+
+def open_seccomp_program():
+    """A new descriptor, at offset 0, holding :func:`seccomp_program` for ``bwrap --seccomp FD``.
+
+    bwrap reads the descriptor to its end, so every run needs its own; the caller closes it.
+    """
+    program = seccomp_program()  # first: if compiling fails, no descriptor is left open
+    descriptor = os.memfd_create("handin3-seccomp", os.MFD_CLOEXEC)
+    if os.write(descriptor, program) != len(program):
+        os.close(descriptor)
+        raise SandboxUnavailable("could not write the seccomp program to a memfd")
+    os.lseek(descriptor, 0, os.SEEK_SET)
+    return descriptor
