@@ -6,6 +6,7 @@ short wall-clock limit, and checks the grader's side afterwards. Tests that take
 ``warm`` (``python -I script.py``: forked by the warm runner's server inside a
 long-lived sandbox, as the judge's runner is; needs root, else it runs cold too).
 """
+import json
 import os
 import subprocess
 import sys
@@ -215,3 +216,86 @@ def test_a_sandbox_that_fails_to_start_leaves_nothing_behind(mode, classroom, mo
     assert not list(sandbox.CGROUP_ROOT.glob(f"*/{ours}*")), "a cgroup is left"
     again = run("print('fine')", alice, mode=mode)
     assert again.status == "ok" and again.stdout.strip() == "fine", again.stderr[-500:]
+
+
+# ----------------------------------------------------------------------------- nothing survives a run
+
+LEAVE_BEHIND = r"""
+import ctypes, json, os, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+IPC_CREAT = 0o1000
+made = {
+    "sysv_shm": libc.shmget(0x4833, 1 << 20, IPC_CREAT | 0o666),
+    "sysv_sem": libc.semget(0x4833, 4, IPC_CREAT | 0o666),
+    "sysv_msg": libc.msgget(0x4833, IPC_CREAT | 0o666),
+    "posix_mq": libc.mq_open(b"/h3leftover", os.O_CREAT | os.O_RDWR, 0o666, None),
+    "mount": libc.mount(b"none", b"/tmp", b"tmpfs", 0, None),
+}
+for path in ("/dev/shm/h3leftover", "/tmp/h3leftover", os.environ["TMPDIR"] + "/h3leftover",
+             os.environ["HOME"] + "/h3leftover.home", "h3leftover.scratch"):
+    try:
+        open(path, "w").write("x")
+        made[path] = 0
+    except OSError:
+        made[path] = -1
+subprocess.Popen(["sleep", "600"], start_new_session=True)
+print(json.dumps(made))
+"""
+
+FIND_LEFTOVERS = r"""
+import glob, json, os
+found = {kind: open(f"/proc/sysvipc/{kind}").read().splitlines()[1:] for kind in ("shm", "sem", "msg")}
+found["posix_mq"] = os.path.exists("/dev/mqueue/h3leftover") or ctypes_mq()
+found["files"] = [p for p in ("/dev/shm/h3leftover", "/tmp/h3leftover", os.environ["TMPDIR"] + "/h3leftover",
+                               os.environ["HOME"] + "/h3leftover.home", "h3leftover.scratch") if os.path.exists(p)]
+found["processes"] = [open(f"/proc/{p}/cmdline").read() for p in os.listdir("/proc")
+                      if p.isdigit() and open(f"/proc/{p}/cmdline").read().split("\0")[0] == "sleep"]
+found["mounts"] = open("/proc/self/mountinfo").read().count("\n")
+print(json.dumps(found))
+"""
+FIND_LEFTOVERS = FIND_LEFTOVERS.replace("ctypes_mq()", "(__import__('ctypes').CDLL(None).mq_open(b'/h3leftover', 0) >= 0)")
+
+
+def test_a_run_finds_nothing_the_previous_run_in_its_slot_left(mode, tmp_path):
+    """SysV shm/sem/msg, POSIX message queues, files in /tmp, /dev/shm, HOME and the scratch, processes, mounts:
+    each kind is either refused outright or gone before the next run in the same slot (the warm runner
+    keeps one sandbox, and so one IPC namespace and one /tmp, per slot)."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    baseline = run(FIND_LEFTOVERS, second, mode=mode)
+    left = run(LEAVE_BEHIND, first, mode=mode)
+    assert left.status == "ok", left.stderr[-500:]
+    made = json.loads(left.stdout)
+    assert {made[kind] for kind in ("sysv_shm", "sysv_sem", "sysv_msg", "posix_mq", "mount")} == {-1}, made
+    assert made["h3leftover.scratch"] == 0  # the student's own scratch is writable, and comes back to its workdir
+    assert (first / "h3leftover.scratch").exists()
+    found = run(FIND_LEFTOVERS, second, mode=mode)
+    assert found.status == "ok", found.stderr[-500:]
+    assert found.slot == left.slot == baseline.slot
+    assert json.loads(found.stdout) == {**json.loads(baseline.stdout), "files": [], "processes": []}
+    assert json.loads(found.stdout)["shm"] == [] and not json.loads(found.stdout)["posix_mq"]
+
+
+HOLD_MEMORY = r"""
+import ctypes, os, subprocess, sys
+size = int(sys.argv[1]) if len(sys.argv) > 1 else %d
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+for key in (0x4834, 0x4835):
+    segment = libc.shmget(key, size, 0o1000 | 0o666)
+    if segment >= 0:  # when SysV shared memory is allowed, its pages stay charged after the run
+        ctypes.memset(libc.shmat(segment, None, 0), 1, size)
+subprocess.Popen([sys.executable, "-c", "x = bytearray(%d); import time; time.sleep(600)"], start_new_session=True)
+import time; time.sleep(1)
+"""
+
+
+def test_the_next_run_in_a_slot_is_not_charged_for_what_the_previous_one_held(mode, tmp_path):
+    """A run that leaves a daemon and shared memory holding most of the memory limit: the next run in the
+    same slot can still allocate most of its limit (the warm runner's slot shares one memory cgroup)."""
+    held = QUICK.memory_bytes * 7 // 8
+    hog = run(HOLD_MEMORY % (held, held), tmp_path, mode=mode)
+    assert hog.status == "ok", hog.stderr[-500:]
+    after = run(f"x = bytearray({held}); print(len(x))", tmp_path, mode=mode)
+    assert after.status == "ok" and after.slot == hog.slot, (after.status, after.stderr[-500:])

@@ -18,7 +18,7 @@ What the child sees and may do (``sandbox=True``)::
 The child runs as an unprivileged uid (one per concurrent slot, so RLIMIT_NPROC
 counts only its own processes) with no capabilities, ``no_new_privs``, a seccomp
 filter that refuses namespace, mount, ptrace, bpf, keyring, perf, userfaultfd and
-io_uring system calls, rlimits (CPU, file size, open files, no core files, address
+io_uring system calls and objects that would outlive the run (SysV IPC, POSIX message queues), rlimits (CPU, file size, open files, no core files, address
 space), and, when the grader runs as root, cgroup v1 memory, pids and cpu limits.
 A wall-clock timeout kills the whole process tree: killing bubblewrap collapses
 the pid namespace, so ``setsid`` daemons die with it.

@@ -33,6 +33,7 @@ class RunResult:
     stderr: str = ""
     output_truncated: bool = False
     seconds: float = 0.0
+    slot: int | None = None  # the sandbox slot (and warm runner) that ran it; None without the sandbox
 
     @property
     def status(self):

@@ -88,6 +88,7 @@ def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=()
                       pass_fds=(seccomp_fd,), cgroup=cgroup)
         if cgroup.memory_exceeded() and result.returncode != 0:
             result.memory_exceeded = True
+        result.slot = slot.number
     return result
 
 

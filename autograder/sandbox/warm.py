@@ -59,7 +59,7 @@ class WarmRunner:
     """
 
     def __init__(self, slot, limits):
-        self.uid, self.limits, self.died = slot.uid, limits, False
+        self.slot, self.uid, self.limits, self.died = slot.number, slot.uid, limits, False
         self.process = self.scratch = None
         name = f"{CGROUP_PREFIX}{os.getpid()}-warm{slot.number}"
         server_limits = replace(limits, memory_bytes=limits.memory_bytes + WARM_MEMORY_OVERHEAD,
@@ -129,11 +129,11 @@ class WarmRunner:
             self.died = self.process.poll() is not None  # died by itself: the caller retries the run
             self.close()
             result = RunResult(returncode=-9, timed_out=True, stderr="the sandbox stopped answering",
-                               seconds=time.monotonic() - start)
+                               seconds=time.monotonic() - start, slot=self.slot)
         else:
             result = RunResult(returncode=reply["returncode"], timed_out=reply["timed_out"], stdout=reply["stdout"],
                                stderr=reply["stderr"], output_truncated=reply["truncated"],
-                               seconds=time.monotonic() - start)
+                               seconds=time.monotonic() - start, slot=self.slot)
             if result.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
                 result.timed_out = True
             oom = self.cgroup.oom_kills() > kills_before
