@@ -256,6 +256,22 @@ print(json.dumps(found))
 FIND_LEFTOVERS = FIND_LEFTOVERS.replace("ctypes_mq()", "(__import__('ctypes').CDLL(None).mq_open(b'/h3leftover', 0) >= 0)")
 
 
+def runs_in_one_slot(snippets, mode):
+    """Run ``(code, workdir)`` pairs one after the other; warm ones through ONE slot's warm runner."""
+    from autograder.sandbox.state import Slot
+    from autograder.sandbox.warm import warm_runner, warm_usable
+
+    argv = [sys.executable, "-I", "snippet.py"]
+    if mode == "cold" or not warm_usable(argv):
+        return [run(code, workdir, mode=mode) for code, workdir in snippets]
+    with Slot() as slot:
+        results = []
+        for code, workdir in snippets:
+            (workdir / "snippet.py").write_text(code)
+            results.append(warm_runner(slot, QUICK).run(argv, workdir, QUICK))
+        return results
+
+
 def test_a_run_finds_nothing_the_previous_run_in_its_slot_left(mode, tmp_path):
     """SysV shm/sem/msg, POSIX message queues, files in /tmp, /dev/shm, HOME and the scratch, processes, mounts:
     each kind is either refused outright or gone before the next run in the same slot (the warm runner
@@ -263,16 +279,14 @@ def test_a_run_finds_nothing_the_previous_run_in_its_slot_left(mode, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()
-    baseline = run(FIND_LEFTOVERS, second, mode=mode)
-    left = run(LEAVE_BEHIND, first, mode=mode)
+    baseline, left, found = runs_in_one_slot([(FIND_LEFTOVERS, second), (LEAVE_BEHIND, first),
+                                              (FIND_LEFTOVERS, second)], mode)
     assert left.status == "ok", left.stderr[-500:]
     made = json.loads(left.stdout)
     assert {made[kind] for kind in ("sysv_shm", "sysv_sem", "sysv_msg", "posix_mq", "mount")} == {-1}, made
     assert made["h3leftover.scratch"] == 0  # the student's own scratch is writable, and comes back to its workdir
     assert (first / "h3leftover.scratch").exists()
-    found = run(FIND_LEFTOVERS, second, mode=mode)
     assert found.status == "ok", found.stderr[-500:]
-    assert found.slot == left.slot == baseline.slot
     assert json.loads(found.stdout) == {**json.loads(baseline.stdout), "files": [], "processes": []}
     assert json.loads(found.stdout)["shm"] == [] and not json.loads(found.stdout)["posix_mq"]
 
@@ -295,7 +309,79 @@ def test_the_next_run_in_a_slot_is_not_charged_for_what_the_previous_one_held(mo
     """A run that leaves a daemon and shared memory holding most of the memory limit: the next run in the
     same slot can still allocate most of its limit (the warm runner's slot shares one memory cgroup)."""
     held = QUICK.memory_bytes * 7 // 8
-    hog = run(HOLD_MEMORY % (held, held), tmp_path, mode=mode)
+    hog, after = runs_in_one_slot([(HOLD_MEMORY % (held, held), tmp_path),
+                                   (f"x = bytearray({held}); print(len(x))", tmp_path)], mode)
     assert hog.status == "ok", hog.stderr[-500:]
-    after = run(f"x = bytearray({held}); print(len(x))", tmp_path, mode=mode)
-    assert after.status == "ok" and after.slot == hog.slot, (after.status, after.stderr[-500:])
+    assert after.status == "ok", (after.status, after.stderr[-500:])
+
+
+# ----------------------------------------------------------------------------- the grader's own state
+
+@pytest.fixture()
+def state(tmp_path, monkeypatch):
+    """A fresh state folder for the sandbox (``HANDIN3_SANDBOX_STATE``); returns its path, not yet created."""
+    from autograder.sandbox import STATE_ENV, close_warm_runners
+
+    close_warm_runners()  # warm runners hold mounts in the previous state folder
+    folder = tmp_path / "state"
+    monkeypatch.setenv(STATE_ENV, str(folder))
+    (tmp_path / "work").mkdir()
+    yield folder
+    close_warm_runners()
+
+
+def test_state_lives_in_a_private_folder_of_the_grader(state, tmp_path):
+    from autograder.sandbox import state_dir
+
+    assert run("print('fine')", tmp_path / "work").status == "ok"
+    info = state.stat()
+    assert state_dir() == state and info.st_uid == os.geteuid() and info.st_mode & 0o777 == 0o700
+    del os.environ["HANDIN3_SANDBOX_STATE"]
+    default = state_dir()  # per user, never the old fixed /tmp/handin3-sandbox that anyone could create first
+    assert default.name != "handin3-sandbox" or default.parent in {Path("/run"), Path(os.environ.get("XDG_RUNTIME_DIR", "/"))}
+    assert default.stat().st_uid == os.geteuid() and default.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_symlinked_slot_lock_neither_truncates_nor_redirects(state, tmp_path):
+    from autograder.sandbox import SandboxUnavailable
+
+    victim = tmp_path / "precious.txt"
+    victim.write_text("the TA's file\n")
+    (state / "slots").mkdir(parents=True, mode=0o700)
+    state.chmod(0o700)
+    (state / "slots" / "0.lock").symlink_to(victim)
+    with pytest.raises(SandboxUnavailable, match="0.lock is a symlink"):
+        run("print('unreachable')", tmp_path / "work")
+    assert victim.read_text() == "the TA's file\n"
+
+
+def test_a_state_folder_that_is_a_symlink_is_refused(state, tmp_path):
+    from autograder.sandbox import SandboxUnavailable
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    state.symlink_to(elsewhere)
+    with pytest.raises(SandboxUnavailable, match="is a symlink"):
+        run("print('unreachable')", tmp_path / "work")
+    assert not list(elsewhere.iterdir())
+
+
+def test_a_state_folder_with_other_permissions_is_refused(state, tmp_path):
+    from autograder.sandbox import SandboxUnavailable
+
+    state.mkdir(mode=0o755)
+    state.chmod(0o755)
+    with pytest.raises(SandboxUnavailable, match="chmod 700"):
+        run("print('unreachable')", tmp_path / "work")
+
+
+def test_a_state_folder_of_another_user_is_refused(state, tmp_path, monkeypatch):
+    from autograder.sandbox import STATE_ENV, SandboxUnavailable
+
+    if os.geteuid() == 0:
+        state.mkdir(mode=0o700)
+        os.chown(state, 65534, 65534)
+    else:  # an unprivileged grader cannot give a folder away: point at one that root owns
+        monkeypatch.setenv(STATE_ENV, "/usr/bin")
+    with pytest.raises(SandboxUnavailable, match="belongs to uid"):
+        run("print('unreachable')", tmp_path / "work")

@@ -46,12 +46,12 @@ from .cgroups import CGROUP_CONTROLLERS, CGROUP_PREFIX, CGROUP_ROOT
 from .limits import GiB, MiB, Limits, RunResult, SandboxUnavailable
 from .run import run_isolated
 from .seccomp import BLOCKED_SYSCALLS, open_seccomp_program, seccomp_program
-from .state import STATE_DIR, UID_BASE, cleanup_stale
+from .state import STATE_ENV, UID_BASE, cleanup_stale, state_dir
 from .warm import close_warm_runners
 
 __all__ = [
     "BLOCKED_SYSCALLS", "CGROUP_CONTROLLERS", "CGROUP_PREFIX", "CGROUP_ROOT", "GiB", "Limits", "MiB", "RunResult",
-    "STATE_DIR", "SandboxUnavailable", "UID_BASE", "bubblewrap_path", "bwrap_command", "check_sandbox_support",
+    "STATE_ENV", "SandboxUnavailable", "UID_BASE", "bubblewrap_path", "bwrap_command", "check_sandbox_support",
     "cleanup_stale", "close_warm_runners", "open_seccomp_program", "python_binds", "run_isolated", "sandbox_env",
-    "seccomp_program",
+    "seccomp_program", "state_dir",
 ]

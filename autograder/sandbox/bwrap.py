@@ -7,6 +7,7 @@ from pathlib import Path
 from .cgroups import is_root
 from .limits import SandboxUnavailable
 from .seccomp import load_libseccomp
+from .state import state_dir
 
 #: /etc files that Python, libc and matplotlib read; nothing secret.
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd",
@@ -29,6 +30,7 @@ def check_sandbox_support():
         raise SandboxUnavailable("setpriv (util-linux) is missing: it drops the child to an unprivileged uid.")
     if load_libseccomp() is None:
         raise SandboxUnavailable("libseccomp.so.2 is missing: `apt-get install libseccomp2`.")
+    state_dir()  # a private folder of ours, or a clear refusal
 
 
 def _mkdirs_0755(path):

@@ -19,6 +19,7 @@ from .bwrap import bwrap_command, sandbox_env
 from .cgroups import CGROUP_PREFIX, Cgroup, cgroup_usable, is_root, write
 from .limits import GiB, RunResult, SandboxUnavailable, child_setup, rlimits
 from .scratch import Scratch, copy_tree, empty
+from .state import state_dir
 
 WARM_WORKDIR = "/sandbox/work"
 WARM_TMP = ".tmp"  # the child's HOME and TMPDIR, inside its scratch (the sandbox's /tmp is not writable)
@@ -67,7 +68,7 @@ class WarmRunner:
         self.cgroup = Cgroup(name, server_limits)
         # a runner that fails to start must leave nothing behind: the slot's next runner reuses the names
         try:
-            self.scratch = Scratch(Path(tempfile.mkdtemp(prefix="handin3-warm-")), name, limits, self.uid)
+            self.scratch = Scratch(Path(tempfile.mkdtemp(prefix="warm-", dir=state_dir())), name, limits, self.uid)
             self.process = self._start_server(server_limits)
             if self._read_line(120) != "ready":
                 raise SandboxUnavailable("the warm runner did not start; set HANDIN3_WARM=0 to run cold")
