@@ -5,6 +5,9 @@ short wall-clock limit, and checks the grader's side afterwards. Tests that take
 ``mode`` fixture run twice: ``cold`` (``python -c``: a fresh sandbox per run) and
 ``warm`` (``python -I script.py``: forked by the warm runner's server inside a
 long-lived sandbox, as the judge's runner is; needs root, else it runs cold too).
+
+CI runs this file as root, as an unprivileged user, and with ``HANDIN3_CGROUPS=0``:
+the limits must hold with cgroups and with the fallback (rlimits, tmpfs caps, affinity).
 """
 import json
 import os
@@ -42,6 +45,8 @@ def classroom(tmp_path):
 
 @pytest.fixture(params=["cold", "warm"])
 def mode(request):
+    if request.param == "warm" and os.geteuid() != 0:
+        pytest.skip("the warm runner needs root: its server drops each child to the slot's own uid")
     return request.param
 
 
@@ -126,6 +131,10 @@ HOSTILE = {
     "huge_file": ("f = open('big', 'wb')\nwhile True: f.write(bytes(2**20))", {"crashed"}),
     "many_files": ("for i in range(10**6): open(f'f{i}', 'wb').write(bytes(4 * 2**20))", {"crashed"}),
     "output_flood": ("import sys\nwhile True: sys.stdout.write('x' * 65536)", {"timeout"}),
+    "tmp_flood": ("for i in range(10**6): open(f'/tmp/f{i}', 'wb').write(bytes(4 * 2**20))", {"crashed"}),
+    "shm_flood": ("for i in range(10**6): open(f'/dev/shm/f{i}', 'wb').write(bytes(4 * 2**20))", {"crashed"}),
+    "shared_anonymous_memory": ("import mmap\nx = []\nwhile True:\n    m = mmap.mmap(-1, 64 * 2**20)\n"
+                                "    m.write(bytes(64 * 2**20))\n    x.append(m)", {"memory_limit", "crashed"}),
 }
 
 
@@ -204,12 +213,12 @@ def test_a_sandbox_that_fails_to_start_leaves_nothing_behind(mode, classroom, mo
     sandbox.close_warm_runners()  # the warm run below must start a new runner
     real_open = seccomp.open_seccomp_program
 
-    def fails_once():
+    def fails_once(*args):
         monkeypatch.setattr(seccomp, "open_seccomp_program", real_open)
         raise OSError(24, "Too many open files")
 
     monkeypatch.setattr(seccomp, "open_seccomp_program", fails_once)
-    with pytest.raises(OSError, match="Too many open files"):
+    with pytest.raises(sandbox.SandboxFault, match="Too many open files"):
         run("print('unreachable')", alice, mode=mode)
     ours = f"{sandbox.CGROUP_PREFIX}{os.getpid()}-"
     assert ours not in Path("/proc/mounts").read_text(), "a scratch tmpfs is still mounted"
@@ -385,3 +394,108 @@ def test_a_state_folder_of_another_user_is_refused(state, tmp_path, monkeypatch)
         monkeypatch.setenv(STATE_ENV, "/usr/bin")
     with pytest.raises(SandboxUnavailable, match="belongs to uid"):
         run("print('unreachable')", tmp_path / "work")
+
+
+
+# ----------------------------------------------------------------------------- limits with and without cgroups
+
+FILL = """
+import errno, os, sys
+folder, written = sys.argv[1], 0
+try:
+    for i in range(10**6):
+        with open(os.path.join(folder, f"fill{i}"), "wb") as f:
+            for _ in range(4):
+                f.write(bytes(2**20))
+                written += 2**20
+except OSError as error:
+    print(written, errno.errorcode[error.errno])
+"""
+
+
+@pytest.mark.parametrize("where", ["scratch", "/tmp", "/dev/shm"])
+def test_writable_folders_are_capped(mode, classroom, where):
+    """The scratch, /tmp and /dev/shm are size-capped tmpfs (or not writable at all), with or without root."""
+    alice, _ = classroom
+    folder = "." if where == "scratch" else where
+    cap = QUICK.scratch_bytes if where == "scratch" else QUICK.tmp_bytes
+    (alice / "fill.py").write_text(FILL)
+    if mode == "cold":
+        result = run_isolated([sys.executable, "fill.py", folder], alice, QUICK)
+    else:
+        result = run_isolated([sys.executable, "-I", "fill.py", folder], alice, QUICK)
+    assert result.status == "ok", result.stderr[-500:]
+    written, error = result.stdout.split()
+    assert error in {"ENOSPC", "EACCES"} and int(written) <= cap, result.stdout
+
+
+def test_the_graders_own_processes_do_not_count_against_the_run(mode, classroom):
+    """RLIMIT_NPROC counts per uid: a non-root TA's many processes once made every run crash."""
+    alice, _ = classroom
+    idle = [subprocess.Popen(["sleep", "60"]) for _ in range(QUICK.max_processes + 8)]
+    try:
+        result = run("import subprocess\nkids = [subprocess.Popen(['sleep', '1']) for _ in range(%d)]\n"
+                     "print(sum(kid.wait() == 0 for kid in kids))" % (QUICK.max_processes // 2), alice, mode=mode)
+    finally:
+        for process in idle:
+            process.kill()
+            process.wait()
+    assert result.status == "ok" and result.stdout.strip() == str(QUICK.max_processes // 2), result.stderr[-500:]
+
+
+def test_a_cuda_sized_address_space_reservation_is_not_a_memory_use(mode, classroom):
+    """CUDA builds of torch reserve GiBs of PROT_NONE address space at import: that must not count."""
+    alice, _ = classroom
+    code = ("import mmap\nreserved = mmap.mmap(-1, 8 * 2**30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,"
+            " prot=0)\nprint('reserved')")
+    result = run(code, alice, mode=mode)
+    assert result.status == "ok" and result.stdout.strip() == "reserved", result.stderr[-500:]
+
+
+def test_enforcement_reports_how_every_limit_holds_here():
+    from autograder.sandbox import enforcement
+    from autograder.sandbox.cgroups import cgroup_usable
+    from autograder.sandbox.enforcement import LIMITS
+
+    report = enforcement()
+    assert set(report) == set(LIMITS)
+    assert all(entry["mechanism"] for entry in report.values()), report
+    memory = report["memory"]["mechanism"]
+    assert ("cgroup" in memory) == cgroup_usable() and ("RLIMIT_DATA" in memory) != cgroup_usable()
+
+
+def test_without_bubblewrap_every_limit_is_reported_unenforced_and_required(monkeypatch):
+    from autograder.sandbox import SandboxUnavailable, enforcement, require_limits
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    report = enforcement()
+    assert all(entry["mechanism"] is None and "bubblewrap" in entry["reason"] for entry in report.values())
+    with pytest.raises(SandboxUnavailable, match="memory.*allow-unenforced-limits"):
+        require_limits()
+    assert require_limits(allow_unenforced=True) == report
+
+
+def test_cgroups_can_be_forced_off(monkeypatch, classroom):
+    """``HANDIN3_CGROUPS=0`` runs the fallback even where cgroups work: one pinned core, RLIMIT_DATA."""
+    from autograder.sandbox import CGROUPS_ENV, close_warm_runners, enforcement
+
+    alice, _ = classroom
+    close_warm_runners()
+    monkeypatch.setenv(CGROUPS_ENV, "0")
+    assert "RLIMIT_DATA" in enforcement()["memory"]["mechanism"]
+    code = ("import os, resource\nprint(len(os.sched_getaffinity(0)), resource.getrlimit(resource.RLIMIT_DATA)[0])\n"
+            "try: os.sched_setaffinity(0, range(os.cpu_count())); print('widened')\n"
+            "except OSError: print('refused')")
+    result = run(code, alice)
+    assert result.status == "ok", result.stderr[-500:]
+    cores, data, widened = result.stdout.split()
+    assert cores == "1" and 0 < int(data) < 2**62 and widened == "refused"
+    close_warm_runners()
+
+
+def test_a_sandbox_that_cannot_start_is_a_grader_fault_not_the_students(classroom):
+    from autograder.sandbox import SandboxFault
+
+    alice, _ = classroom
+    with pytest.raises(SandboxFault, match="bubblewrap failed"):
+        run_isolated([sys.executable, "-c", "print(1)"], alice, QUICK, readonly_binds=["/nonexistent/runner.py"])

@@ -32,26 +32,28 @@ timeout and output caps: for development only.
 
 The modules, one idea each::
 
-    limits      Limits, RunResult, the errors, the rlimits
+    limits      Limits, RunResult, the errors (SandboxUnavailable, SandboxFault), the rlimits
+    enforcement which limit holds here and by what; require_limits
     bwrap       the bubblewrap command line (namespaces, binds, private /tmp, uid drop)
     seccomp     the system-call filter
     cgroups     cgroup v1 memory, pids and cpu limits
     scratch     the size-limited tmpfs copy of the workdir
     state       the host folder of slot locks and mounts; the uid slots
     warm        the warm runner (one long-lived sandbox per slot) and its server, zygote.py
-    run         run_isolated: one run from start to end
+    run         run_isolated: one run from start to end (launcher.py: its first process without root)
 """
 from .bwrap import bubblewrap_path, bwrap_command, check_sandbox_support, python_binds, sandbox_env
-from .cgroups import CGROUP_CONTROLLERS, CGROUP_PREFIX, CGROUP_ROOT
-from .limits import GiB, MiB, Limits, RunResult, SandboxUnavailable
+from .cgroups import CGROUP_CONTROLLERS, CGROUP_PREFIX, CGROUP_ROOT, CGROUPS_ENV
+from .enforcement import enforcement, require_limits
+from .limits import GiB, MiB, Limits, RunResult, SandboxFault, SandboxUnavailable
 from .run import run_isolated
 from .seccomp import BLOCKED_SYSCALLS, open_seccomp_program, seccomp_program
 from .state import STATE_ENV, UID_BASE, cleanup_stale, state_dir
 from .warm import close_warm_runners
 
 __all__ = [
-    "BLOCKED_SYSCALLS", "CGROUP_CONTROLLERS", "CGROUP_PREFIX", "CGROUP_ROOT", "GiB", "Limits", "MiB", "RunResult",
-    "STATE_ENV", "SandboxUnavailable", "UID_BASE", "bubblewrap_path", "bwrap_command", "check_sandbox_support",
-    "cleanup_stale", "close_warm_runners", "open_seccomp_program", "python_binds", "run_isolated", "sandbox_env",
-    "seccomp_program", "state_dir",
+    "BLOCKED_SYSCALLS", "CGROUPS_ENV", "CGROUP_CONTROLLERS", "CGROUP_PREFIX", "CGROUP_ROOT", "GiB", "Limits", "MiB",
+    "RunResult", "STATE_ENV", "SandboxFault", "SandboxUnavailable", "UID_BASE", "bubblewrap_path", "bwrap_command",
+    "check_sandbox_support", "cleanup_stale", "close_warm_runners", "enforcement", "open_seccomp_program",
+    "python_binds", "require_limits", "run_isolated", "sandbox_env", "seccomp_program", "state_dir",
 ]

@@ -68,8 +68,13 @@ def sandbox_env(workdir, extra=None):
     return env
 
 
-def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, readonly_binds=(), warm=False):
+def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, readonly_binds=(), warm=False,
+                  status_fd=None):
     """The full command line: bwrap's mounts and namespaces, then setpriv, then ``argv``.
+
+    ``scratch_path`` is the host folder bound at ``workdir``; None mounts a tmpfs of
+    ``limits.scratch_bytes`` there instead (without root: see ``launcher.py``).
+    ``status_fd`` receives bwrap's JSON status, whose ``exit-code`` says the command ran.
 
     ``warm=True`` builds the long-lived sandbox of the warm runner instead: no uid drop
     (its server forks and drops each child itself, so it keeps CAP_SETUID/CAP_SETGID),
@@ -102,7 +107,13 @@ def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, rea
         args += _mkdirs_0755(target) + ["--ro-bind", str(source), str(target)]
     if warm:
         args += ["--cap-add", "CAP_KILL"]  # the server kills every leftover process of the child's uid
-    args += _mkdirs_0755(workdir) + ["--bind", str(scratch_path), str(workdir), "--chdir", str(workdir)]
+    if scratch_path is None:
+        args += _mkdirs_0755(workdir) + ["--size", str(limits.scratch_bytes), "--perms", "0755", "--tmpfs", str(workdir)]
+    else:
+        args += _mkdirs_0755(workdir) + ["--bind", str(scratch_path), str(workdir)]
+    args += ["--chdir", str(workdir)]
+    if status_fd is not None:
+        args += ["--json-status-fd", str(status_fd)]
     args += ["--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]

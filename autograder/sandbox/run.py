@@ -1,20 +1,25 @@
 """One sandboxed run from start to end: :func:`run_isolated`."""
 import contextlib
 import itertools
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 from . import seccomp
 from .bwrap import bwrap_command, check_sandbox_support, sandbox_env
-from .cgroups import CGROUP_PREFIX, Cgroup
-from .limits import Limits, RunResult, child_setup, rlimits
-from .scratch import Scratch
+from .cgroups import CGROUP_PREFIX, Cgroup, cgroup_usable
+from .limits import Limits, RunResult, SandboxFault, child_setup, out_of_memory, rlimits, slot_cpus
+from .scratch import Scratch, receive_files
 from .state import Slot
 from .warm import warm_runner, warm_usable
+
+LAUNCHER = Path(__file__).resolve().parent / "launcher.py"
+COPY_BACK_SECONDS = 30  # the launcher's time, after the wall clock, to send the files back
 
 _run_counter = itertools.count()
 
@@ -58,11 +63,15 @@ def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=()
 
     Returns:
         :class:`RunResult`. Never raises because of what the child did.
+
+    Raises:
+        SandboxUnavailable: the sandbox cannot run here (the message says how to fix it).
+        SandboxFault: the grader's side failed for this run (not the student's doing).
     """
     workdir = Path(workdir).resolve()
     if not sandbox:
-        return _run(argv, workdir, limits, cwd=workdir, env={**os.environ, **sandbox_env(workdir, env),
-                                                              "PATH": os.environ.get("PATH", "")})
+        return _run(argv, limits, cwd=workdir, env={**os.environ, **sandbox_env(workdir, env),
+                                                    "PATH": os.environ.get("PATH", "")})
     check_sandbox_support()
     if warm_usable(argv, readonly_binds):
         with Slot() as slot:
@@ -71,38 +80,117 @@ def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=()
                 result = runner.run(argv, workdir, limits, env)
                 if not runner.died:
                     return result
-            return result
+            raise SandboxFault(f"the warm runner of slot {slot.number} died twice; set HANDIN3_WARM=0 to run cold")
+    return _run_cold(argv, workdir, limits, readonly_binds, env)
+
+
+def _run_cold(argv, workdir, limits, readonly_binds, env):
+    """A fresh sandbox for one run. Without cgroups, rlimits (RLIMIT_DATA as the memory limit), CPU
+    affinity and the fallback seccomp filter hold the limits; without root, ``launcher.py`` runs inside."""
     name = f"{CGROUP_PREFIX}{os.getpid()}-{next(_run_counter)}"
-    seccomp.seccomp_program()  # fails early, before a slot is taken, if libseccomp is missing
+    fallback = not cgroup_usable()
+    seccomp.seccomp_program(fallback)  # fails early, before a slot is taken, if libseccomp is missing
     with Slot() as slot, contextlib.ExitStack() as cleanup:  # undone in reverse, also after an error
-        cgroup = Cgroup(name, limits)
-        cleanup.callback(cgroup.remove)
-        scratch = Scratch(workdir, name, limits, slot.uid)
-        cleanup.callback(scratch.copy_back_and_remove, limits.file_size_bytes)
-        cleanup.callback(cgroup.kill_all)
-        seccomp_fd = seccomp.open_seccomp_program()
-        cleanup.callback(os.close, seccomp_fd)
-        command = bwrap_command(argv, workdir, scratch.host_path, limits, sandbox_env(workdir, env),
-                                seccomp_fd, slot.uid, readonly_binds)
-        result = _run(command, workdir, limits, cwd="/", env={"PATH": "/usr/bin:/bin"},
-                      pass_fds=(seccomp_fd,), cgroup=cgroup)
+        try:
+            cgroup = Cgroup(name, limits)
+            cleanup.callback(cgroup.remove)
+            scratch = Scratch(workdir, name, limits, slot.uid)
+            cleanup.callback(scratch.copy_back_and_remove, limits.file_size_bytes)
+            cleanup.callback(cgroup.kill_all)
+            seccomp_fd = seccomp.open_seccomp_program(fallback)
+            cleanup.callback(os.close, seccomp_fd)
+            status = _Pipe(cleanup)
+            files = _Pipe(cleanup) if scratch.host_path is None else None
+        except (OSError, subprocess.SubprocessError) as error:
+            raise SandboxFault(f"the sandbox could not be set up: {error}") from error
+        child_env, limit_triples = sandbox_env(workdir, env), rlimits(limits, memory=fallback)
+        cpu_set = slot_cpus(slot.number, limits.cpus) if fallback else None
+        if files is None:
+            command = bwrap_command(argv, workdir, scratch.host_path, limits, child_env, seccomp_fd, slot.uid,
+                                    readonly_binds, status_fd=status.write)
+            setup, wall_seconds = child_setup(limit_triples, cgroup.procs_files, cpu_set), limits.wall_seconds
+        else:  # the launcher sets the rlimits inside the user namespace, where RLIMIT_NPROC counts only this run
+            request = {"argv": [str(a) for a in argv], "cwd": str(workdir), "env": child_env,
+                       "rlimits": limit_triples, "wall_seconds": limits.wall_seconds, "status_fd": files.write,
+                       "max_file_bytes": limits.file_size_bytes}
+            binds = [*readonly_binds, (LAUNCHER, "/sandbox/launcher.py"), (workdir, "/sandbox/in")]
+            command = bwrap_command([sys.executable, "-I", "/sandbox/launcher.py", json.dumps(request)], workdir,
+                                    None, limits, child_env, seccomp_fd, slot.uid, binds, status_fd=status.write)
+            setup, wall_seconds = child_setup([], [], cpu_set), limits.wall_seconds + COPY_BACK_SECONDS
+        receiver = files and _FilesReceiver(files, workdir, limits.file_size_bytes)
+        pipes = [pipe for pipe in (status, files) if pipe]
+        try:
+            result = _run(command, limits, cwd="/", env={"PATH": "/usr/bin:/bin"},
+                          pass_fds=[seccomp_fd, *(pipe.write for pipe in pipes)], setup=setup,
+                          wall_seconds=wall_seconds, cgroup=cgroup, after_start=[pipe.close_write for pipe in pipes])
+        except subprocess.SubprocessError as error:
+            raise SandboxFault(f"a limit could not be set on the sandbox: {error}") from error
+        if receiver is not None:
+            receiver.join(COPY_BACK_SECONDS)
+            if receiver.status is not None:
+                result.returncode, result.timed_out = receiver.status["returncode"], receiver.status["timed_out"]
+                result.timed_out |= result.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
+            result.memory_exceeded = out_of_memory(result.returncode, result.stderr)
         if cgroup.memory_exceeded() and result.returncode != 0:
             result.memory_exceeded = True
+        if not result.timed_out and not result.memory_exceeded and b'"exit-code"' not in status.read_all():
+            raise SandboxFault(f"bubblewrap failed to start the run: {result.stderr[-500:].strip()}")
         result.slot = slot.number
     return result
 
 
-def _run(command, workdir, limits, cwd, env, pass_fds=(), cgroup=None):
+class _Pipe:
+    """A pipe whose write end goes to the sandbox; both ends are closed by ``cleanup``."""
+
+    def __init__(self, cleanup):
+        self.read, self.write = os.pipe()
+        self.write_open = True
+        cleanup.callback(os.close, self.read)
+        cleanup.callback(self.close_write)
+
+    def close_write(self):
+        if self.write_open:
+            self.write_open = False
+            os.close(self.write)
+
+    def read_all(self, cap=65536):
+        """What was written, once every writer has closed (at most ``cap`` bytes)."""
+        os.set_blocking(self.read, False)
+        try:
+            return os.read(self.read, cap)
+        except BlockingIOError:
+            return b""
+
+
+class _FilesReceiver(threading.Thread):
+    """Receive the launcher's status line and files (a tar stream) while the run goes on."""
+
+    def __init__(self, pipe, workdir, max_file_bytes):
+        super().__init__(daemon=True)
+        self.stream = os.fdopen(os.dup(pipe.read), "rb")
+        self.workdir, self.max_file_bytes, self.status = workdir, max_file_bytes, None
+        self.start()
+
+    def run(self):
+        with self.stream:
+            try:
+                self.status = json.loads(self.stream.readline(4096))
+                receive_files(self.stream, self.workdir, self.max_file_bytes)
+            except (ValueError, OSError, EOFError):
+                pass  # the launcher was killed (by the student's code): no files come back
+
+
+def _run(command, limits, cwd, env, pass_fds=(), setup=None, wall_seconds=None, cgroup=None, after_start=()):
     start = time.monotonic()
-    setup = child_setup(rlimits(limits) if cgroup is not None else [],
-                        cgroup.procs_files if cgroup is not None else [])
     process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, pass_fds=pass_fds, start_new_session=True,
                                preexec_fn=setup)
+    for close in after_start:  # only the sandbox may hold the write ends: EOF when it ends
+        close()
     out, err = _TailReader(process.stdout, limits.output_bytes), _TailReader(process.stderr, limits.output_bytes)
     timed_out = False
     try:
-        process.wait(timeout=limits.wall_seconds)
+        process.wait(timeout=wall_seconds or limits.wall_seconds)
     except subprocess.TimeoutExpired:
         timed_out = True
     finally:
@@ -113,11 +201,10 @@ def _run(command, workdir, limits, cwd, env, pass_fds=(), cgroup=None):
     returncode = process.returncode
     cpu_exceeded = returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
     stderr = err.text()
-    # an allocation above RLIMIT_AS fails inside the child instead of triggering the cgroup OOM killer
-    memory_error = returncode != 0 and "MemoryError" in stderr[-2000:]
-    return RunResult(returncode=returncode, timed_out=timed_out or cpu_exceeded, memory_exceeded=memory_error,
-                     stdout=out.text(), stderr=stderr, output_truncated=out.truncated or err.truncated,
-                     seconds=time.monotonic() - start)
+    # an allocation above an rlimit fails inside the child instead of triggering the cgroup OOM killer
+    return RunResult(returncode=returncode, timed_out=timed_out or cpu_exceeded,
+                     memory_exceeded=out_of_memory(returncode, stderr), stdout=out.text(), stderr=stderr,
+                     output_truncated=out.truncated or err.truncated, seconds=time.monotonic() - start)
 
 
 def _kill_tree(process, cgroup):

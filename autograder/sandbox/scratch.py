@@ -12,14 +12,15 @@ from .state import state_dir
 class Scratch:
     """The writable folder the child sees at ``workdir``: a size-limited tmpfs copy, as root.
 
-    Without root the workdir itself is bound (RLIMIT_FSIZE still caps each file).
+    Without root ``host_path`` is None: bubblewrap mounts the tmpfs inside the sandbox and
+    ``launcher.py`` copies the files in and streams them back (:func:`receive_files`).
     """
 
     def __init__(self, workdir, name, limits, owner_uid):
         self.workdir = Path(workdir)
         self.mount = None
         if not is_root():
-            self.host_path = self.workdir
+            self.host_path = None
             return
         self.mount = state_dir() / name
         self.mount.mkdir(mode=0o700, parents=True)
@@ -75,3 +76,32 @@ def empty(folder):
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+def receive_files(stream, target, max_file_bytes):
+    """Write the regular files of a tar ``stream`` (from ``launcher.py``) into ``target``, safely.
+
+    Only regular files no larger than ``max_file_bytes``, with relative names that stay
+    inside ``target``; a symlink already in ``target`` is replaced, never followed.
+    """
+    import tarfile
+
+    target = Path(target)
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if (not member.isreg() or member.size > max_file_bytes or not parts or Path(member.name).is_absolute()
+                    or ".." in parts):
+                continue
+            folder = target
+            for part in parts[:-1]:
+                folder = folder / part
+                if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                    break
+                folder.mkdir(exist_ok=True)
+            else:
+                destination = folder / parts[-1]
+                if destination.is_symlink():
+                    destination.unlink()
+                with tar.extractfile(member) as src, open(destination, "wb") as dst:
+                    shutil.copyfileobj(src, dst)

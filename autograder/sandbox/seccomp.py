@@ -23,7 +23,12 @@ BLOCKED_SYSCALLS = (
     # message queues. Nothing the kit runs needs them (POSIX shm is files in /dev/shm).
     "shmget", "semget", "msgget", "mq_open",
 )
+#: Refused only where no cgroup limits memory: memory that RLIMIT_DATA does not count and no
+#: tmpfs size caps (memfd files, shared anonymous mappings), and widening the CPU affinity that
+#: stands in for the cgroup cpu quota.
+FALLBACK_BLOCKED_SYSCALLS = ("memfd_create", "sched_setaffinity")
 CLONE_NEWUSER = 0x10000000
+MAP_SHARED, MAP_ANONYMOUS = 0x01, 0x20
 
 
 def load_libseccomp():
@@ -42,8 +47,11 @@ class _ArgCmp(ctypes.Structure):
 
 
 @functools.cache
-def seccomp_program():
+def seccomp_program(fallback=False):
     """The filter (allow everything except :data:`BLOCKED_SYSCALLS`) compiled to BPF: bytes.
+
+    ``fallback=True`` (no cgroups) also refuses :data:`FALLBACK_BLOCKED_SYSCALLS` and
+    ``mmap`` with MAP_SHARED|MAP_ANONYMOUS.
 
     Blocked calls fail with EPERM; ``clone`` with CLONE_NEWUSER fails with EPERM and
     ``clone3`` with ENOSYS so that libc falls back to ``clone``, whose flags the
@@ -71,11 +79,14 @@ def seccomp_program():
             if lib.seccomp_rule_add_array(ctx, action, number, len(comparisons), array) != 0:
                 raise SandboxUnavailable(f"libseccomp refused the rule for {name}")
 
-        for name in BLOCKED_SYSCALLS:
+        masked_eq = 7  # SCMP_CMP_MASKED_EQ: (arg & datum_a) == datum_b
+        for name in BLOCKED_SYSCALLS + FALLBACK_BLOCKED_SYSCALLS * fallback:
             add(name, deny(errno.EPERM))
         add("clone3", deny(errno.ENOSYS))
-        masked_eq = 7  # SCMP_CMP_MASKED_EQ: (arg0 & datum_a) == datum_b
         add("clone", deny(errno.EPERM), _ArgCmp(0, masked_eq, CLONE_NEWUSER, CLONE_NEWUSER))
+        if fallback:
+            shared_anonymous = MAP_SHARED | MAP_ANONYMOUS
+            add("mmap", deny(errno.EPERM), _ArgCmp(3, masked_eq, shared_anonymous, shared_anonymous))
         with tempfile.TemporaryFile() as exported:
             if lib.seccomp_export_bpf(ctx, exported.fileno()) != 0:
                 raise SandboxUnavailable("libseccomp could not export the BPF program")
@@ -85,12 +96,12 @@ def seccomp_program():
         lib.seccomp_release(ctx)
 
 
-def open_seccomp_program():
+def open_seccomp_program(fallback=False):
     """A new descriptor, at offset 0, holding :func:`seccomp_program` for ``bwrap --seccomp FD``.
 
     bwrap reads the descriptor to its end, so every run needs its own; the caller closes it.
     """
-    program = seccomp_program()  # first: if compiling fails, no descriptor is left open
+    program = seccomp_program(fallback)  # first: if compiling fails, no descriptor is left open
     descriptor = os.memfd_create("handin3-seccomp", os.MFD_CLOEXEC)
     if os.write(descriptor, program) != len(program):
         os.close(descriptor)

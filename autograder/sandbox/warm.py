@@ -17,7 +17,7 @@ from pathlib import Path
 from . import seccomp
 from .bwrap import bwrap_command, sandbox_env
 from .cgroups import CGROUP_PREFIX, Cgroup, cgroup_usable, is_root, write
-from .limits import GiB, RunResult, SandboxUnavailable, child_setup, rlimits
+from .limits import GiB, RunResult, SandboxFault, child_setup, out_of_memory, rlimits, slot_cpus
 from .scratch import Scratch, copy_tree, empty
 from .state import state_dir
 
@@ -32,8 +32,8 @@ _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handin3-sandbox
 
 
 def warm_usable(argv, readonly_binds=()):
-    """Warm runs need root (cgroups, uid drop), ``HANDIN3_WARM`` not ``0``, and a ``python -I script`` command."""
-    return (is_root() and cgroup_usable() and os.environ.get("HANDIN3_WARM", "1") != "0"
+    """Warm runs need root (the uid drop), ``HANDIN3_WARM`` not ``0``, and a ``python -I script`` command."""
+    return (is_root() and os.environ.get("HANDIN3_WARM", "1") != "0"
             and not readonly_binds and len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-I"
             and not argv[2].startswith("-") and not Path(argv[2]).is_absolute())
 
@@ -56,11 +56,13 @@ class WarmRunner:
     this process for every run), and the uid drop, rlimits and wall clock are applied
     by the server to each forked child. Between runs the server kills every process of
     the slot's uid and this process wipes the scratch, so nothing of one student is left
-    for the next.
+    for the next. Without cgroups the whole sandbox is pinned to the slot's CPUs and each
+    child gets RLIMIT_DATA as its memory limit.
     """
 
     def __init__(self, slot, limits):
         self.slot, self.uid, self.limits, self.died = slot.number, slot.uid, limits, False
+        self.fallback = not cgroup_usable()
         self.process = self.scratch = None
         name = f"{CGROUP_PREFIX}{os.getpid()}-warm{slot.number}"
         server_limits = replace(limits, memory_bytes=limits.memory_bytes + WARM_MEMORY_OVERHEAD,
@@ -71,7 +73,10 @@ class WarmRunner:
             self.scratch = Scratch(Path(tempfile.mkdtemp(prefix="warm-", dir=state_dir())), name, limits, self.uid)
             self.process = self._start_server(server_limits)
             if self._read_line(120) != "ready":
-                raise SandboxUnavailable("the warm runner did not start; set HANDIN3_WARM=0 to run cold")
+                raise SandboxFault("the warm runner did not start; set HANDIN3_WARM=0 to run cold")
+        except (OSError, subprocess.SubprocessError) as error:
+            self.close()
+            raise SandboxFault(f"the warm runner could not be set up: {error}") from error
         except BaseException:
             self.close()
             raise
@@ -81,7 +86,7 @@ class WarmRunner:
 
     def _start_server(self, server_limits):
         """Start bubblewrap running the zygote server; returns the Popen."""
-        seccomp_fd = seccomp.open_seccomp_program()
+        seccomp_fd = seccomp.open_seccomp_program(self.fallback)
         try:
             command = bwrap_command([sys.executable, "-I", "/sandbox/zygote.py", ",".join(WARM_PRELOAD)],
                                     WARM_WORKDIR, self.scratch.host_path, self.limits, sandbox_env(WARM_WORKDIR),
@@ -92,7 +97,8 @@ class WarmRunner:
             return _SPAWNER.submit(
                 subprocess.Popen, command, cwd="/", env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, pass_fds=(seccomp_fd,), start_new_session=True,
-                preexec_fn=child_setup(server_rlimits, self.cgroup.procs_files)).result()
+                preexec_fn=child_setup(server_rlimits, self.cgroup.procs_files,
+                                       slot_cpus(self.slot, self.limits.cpus) if self.fallback else None)).result()
         finally:
             os.close(seccomp_fd)
 
@@ -104,7 +110,10 @@ class WarmRunner:
         return self.process.stdout.readline().decode().strip() if ready else None
 
     def run(self, argv, workdir, limits, env=None):
-        """Run ``python -I script args`` (``argv``) on a copy of ``workdir``; files come back into it."""
+        """Run ``python -I script args`` (``argv``) on a copy of ``workdir``; files come back into it.
+
+        Returns None when the server died by itself (``died`` is set): the caller runs again.
+        """
         start = time.monotonic()
         scratch = self.scratch.host_path
         empty(scratch)
@@ -116,7 +125,7 @@ class WarmRunner:
         child_env = sandbox_env(WARM_WORKDIR, {"HOME": private, "TMPDIR": private, "MPLCONFIGDIR": private,
                                                "IPYTHONDIR": private, **(env or {})})
         request = {"argv": [str(a) for a in argv[2:]], "cwd": WARM_WORKDIR, "env": child_env, "uid": self.uid,
-                   "rlimits": rlimits(limits), "wall_seconds": limits.wall_seconds,
+                   "rlimits": rlimits(limits, memory=self.fallback), "wall_seconds": limits.wall_seconds,
                    "output_bytes": limits.output_bytes}
         kills_before = self.cgroup.oom_kills()
         try:
@@ -129,16 +138,16 @@ class WarmRunner:
         if reply is None:  # the server itself hung or died: start afresh next time
             self.died = self.process.poll() is not None  # died by itself: the caller retries the run
             self.close()
-            result = RunResult(returncode=-9, timed_out=True, stderr="the sandbox stopped answering",
-                               seconds=time.monotonic() - start, slot=self.slot)
-        else:
-            result = RunResult(returncode=reply["returncode"], timed_out=reply["timed_out"], stdout=reply["stdout"],
-                               stderr=reply["stderr"], output_truncated=reply["truncated"],
-                               seconds=time.monotonic() - start, slot=self.slot)
-            if result.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
-                result.timed_out = True
-            oom = self.cgroup.oom_kills() > kills_before
-            result.memory_exceeded = result.returncode != 0 and (oom or "MemoryError" in result.stderr[-2000:])
+            if not self.died:
+                raise SandboxFault(f"the warm runner of slot {self.slot} stopped answering")
+            return None  # the caller starts a new runner and runs again
+        result = RunResult(returncode=reply["returncode"], timed_out=reply["timed_out"], stdout=reply["stdout"],
+                           stderr=reply["stderr"], output_truncated=reply["truncated"],
+                           seconds=time.monotonic() - start, slot=self.slot)
+        if result.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+            result.timed_out = True
+        oom = self.cgroup.oom_kills() > kills_before
+        result.memory_exceeded = out_of_memory(result.returncode, result.stderr) or (result.returncode != 0 and oom)
         shutil.rmtree(scratch / WARM_TMP, ignore_errors=True)
         copy_tree(scratch, workdir, limits.file_size_bytes)
         empty(scratch)
