@@ -15,17 +15,21 @@ What the child sees and may do (``sandbox=True``)::
     everything else (solutions/, other students,      not there
     the gradebook, the network, $HOME)
 
-The child runs as an unprivileged uid (one per concurrent slot, so RLIMIT_NPROC
-counts only its own processes) with no capabilities, ``no_new_privs``, a seccomp
-filter that refuses namespace, mount, ptrace, bpf, keyring, perf, userfaultfd and
-io_uring system calls and objects that would outlive the run (SysV IPC, POSIX message queues), rlimits (CPU, file size, open files, no core files, address
-space), and, when the grader runs as root, cgroup v1 memory, pids and cpu limits.
-A wall-clock timeout kills the whole process tree: killing bubblewrap collapses
-the pid namespace, so ``setsid`` daemons die with it.
+The child runs with no capabilities, ``no_new_privs``, a seccomp filter that refuses
+namespace, mount, ptrace, bpf, keyring, perf, userfaultfd and io_uring system calls
+and objects that would outlive the run (SysV IPC, POSIX message queues), and rlimits
+(CPU, file size, open files, no core files, address space). A wall-clock timeout kills
+the whole process tree: killing bubblewrap collapses the pid namespace, so ``setsid``
+daemons die with it.
 
-The workdir is copied into a fresh tmpfs of ``limits.scratch_bytes`` (as root),
-so a flood of files cannot fill the grader's disk; afterwards regular files are
-copied back (symlinks are never followed) and the tmpfs is unmounted.
+As root, the child runs as an unprivileged uid (one per concurrent slot), in cgroup v1
+memory, pids and cpu limits, and its workdir is a tmpfs of ``limits.scratch_bytes``
+that the grader mounts, fills and copies back (regular files only, never through a
+symlink). Without root, or without usable cgroups (cgroup v2, ``HANDIN3_CGROUPS=0``),
+the same limits come from RLIMIT_DATA, RLIMIT_NPROC, CPU affinity and a stricter
+filter; without root the tmpfs is mounted inside the sandbox and ``launcher.py`` moves
+the files. :func:`enforcement` says which mechanism holds each limit here; a failure
+on the grader's side raises :class:`SandboxFault`, never a student status.
 
 ``sandbox=False`` runs the same command as a plain subprocess with the same
 timeout and output caps: for development only.

@@ -108,7 +108,8 @@ def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, rea
     if warm:
         args += ["--cap-add", "CAP_KILL"]  # the server kills every leftover process of the child's uid
     if scratch_path is None:
-        args += _mkdirs_0755(workdir) + ["--size", str(limits.scratch_bytes), "--perms", "0755", "--tmpfs", str(workdir)]
+        args += _mkdirs_0755(workdir) + ["--size", str(limits.scratch_bytes), "--perms", "0755",
+                                         "--tmpfs", str(workdir)]
     else:
         args += _mkdirs_0755(workdir) + ["--bind", str(scratch_path), str(workdir)]
     args += ["--chdir", str(workdir)]

@@ -10,7 +10,6 @@ and a stricter seccomp filter against memory RLIMIT_DATA does not count.
 ``systemd-run --user --scope`` (a delegated cgroup v2) is not used: it needs a systemd user
 session, which graders under CI, containers or sudo often lack; the fallback holds everywhere.
 """
-import os
 import subprocess
 from functools import cache
 

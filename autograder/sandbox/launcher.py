@@ -26,7 +26,6 @@ import signal
 import stat
 import sys
 import tarfile
-import time
 
 PR_SET_DUMPABLE = 4
 
@@ -53,7 +52,7 @@ def start(request):
             resource.setrlimit(kind, (soft, hard))
         os.chdir(request["cwd"])
         os.execvpe(request["argv"][0], request["argv"], request["env"])
-    except BaseException as error:  # noqa: B902 - report whatever stopped the exec, like a shell would
+    except BaseException as error:  # report whatever stopped the exec, as a shell would
         os.write(2, f"the sandbox could not start {request['argv'][0]}: {error}\n".encode())
     os._exit(127)
 

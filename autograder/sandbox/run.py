@@ -123,8 +123,8 @@ def _run_cold(argv, workdir, limits, readonly_binds, env):
             result = _run(command, limits, cwd="/", env={"PATH": "/usr/bin:/bin"},
                           pass_fds=[seccomp_fd, *(pipe.write for pipe in pipes)], setup=setup,
                           wall_seconds=wall_seconds, cgroup=cgroup, after_start=[pipe.close_write for pipe in pipes])
-        except subprocess.SubprocessError as error:
-            raise SandboxFault(f"a limit could not be set on the sandbox: {error}") from error
+        except (OSError, subprocess.SubprocessError) as error:  # e.g. a preexec setrlimit or cgroup join failed
+            raise SandboxFault(f"the sandbox could not start or a limit could not be set: {error}") from error
         if receiver is not None:
             receiver.join(COPY_BACK_SECONDS)
             if receiver.status is not None:

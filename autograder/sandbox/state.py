@@ -3,9 +3,9 @@
 The folder is per user and private (owned by the grader's uid, mode 0700, never a
 symlink): ``$HANDIN3_SANDBOX_STATE`` if set; for root ``/run/handin3-sandbox`` (one
 folder for every root grader, so their slots, hence uids, never collide); else
-``$XDG_RUNTIME_DIR/handin3-sandbox``, else ``<tmp>/handin3-sandbox-<uid>``. Anything else found at that path is refused, with
-the command that fixes it: another user's folder or a symlink there must never decide
-where the grader writes.
+``$XDG_RUNTIME_DIR/handin3-sandbox``, else ``<tmp>/handin3-sandbox-<uid>``. Anything
+else found at that path is refused, with the command that fixes it: another user's
+folder or a symlink there must never decide where the grader writes.
 """
 import fcntl
 import os
