@@ -20,12 +20,14 @@ from .limits import LIBRARY_DATA_ALLOWANCE, SandboxUnavailable
 #: The limits every sandboxed run must have; :func:`enforcement` reports each.
 LIMITS = ("isolation", "memory", "processes", "cpu_time", "cpu_share", "wall_clock", "scratch", "tmp",
           "file_size", "open_files", "ipc")
+CGROUP_LIMITS = ("memory", "processes", "cpu_share")  # held by cgroups where usable, else by the fallback
 
 
 def enforcement():
     """``{limit: {"mechanism": str or None, "reason": str}}`` for every name in :data:`LIMITS`.
 
-    ``mechanism`` None means the limit does not hold on this machine; ``reason`` says why.
+    ``mechanism`` None means the limit does not hold on this machine, and ``reason`` says why;
+    for a limit the fallback holds, ``reason`` says why cgroups are not used.
     """
     try:
         check_sandbox_support()
@@ -35,7 +37,7 @@ def enforcement():
     if problem:
         return {name: {"mechanism": None, "reason": problem} for name in LIMITS}
     cgroups = cgroup_usable()
-    why_not = _why_no_cgroups()
+    why_not = None if cgroups else _why_no_cgroups()
     allowance = LIBRARY_DATA_ALLOWANCE // 2**20
     report = {
         "isolation": "bubblewrap: new pid, ipc, net, uts, mount namespaces; seccomp; no capabilities",
@@ -57,8 +59,9 @@ def enforcement():
         "open_files": "RLIMIT_NOFILE",
         "ipc": "private IPC namespace; SysV IPC and POSIX message queues refused by seccomp",
     }
-    reason = "cgroup v1 memory, pids and cpu" if cgroups else f"no usable cgroups: {why_not}"
-    return {name: {"mechanism": report[name], "reason": reason} for name in LIMITS}
+    fallback = "" if cgroups else f"no usable cgroups ({why_not}): the fallback holds it"
+    return {name: {"mechanism": report[name], "reason": fallback if name in CGROUP_LIMITS else ""}
+            for name in LIMITS}
 
 
 def require_limits(allow_unenforced=False):
