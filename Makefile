@@ -5,10 +5,21 @@ PY := $(VENV)/bin/python
 
 .PHONY: setup demo test release
 
+# The sandbox needs bubblewrap and libseccomp (its filter); as root also setpriv (util-linux).
+# Probed without ldconfig (it is in /sbin, not on a normal user's PATH): the loader itself is asked.
 setup: $(VENV)/.installed
-	@# the sandbox: bubblewrap, plus libseccomp (its filter) and setpriv (util-linux), present on Debian
-	@command -v bwrap >/dev/null && ldconfig -p | grep -q libseccomp.so.2 || \
-		(apt-get install -y bubblewrap libseccomp2 || (apt-get update && apt-get install -y bubblewrap libseccomp2))
+	@missing=""; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	$(PYTHON) -c 'import ctypes; ctypes.CDLL("libseccomp.so.2")' 2>/dev/null || missing="$$missing libseccomp2"; \
+	if [ "$$(id -u)" = 0 ] && ! command -v setpriv >/dev/null; then missing="$$missing util-linux"; fi; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y $$missing || (apt-get update && apt-get install -y $$missing); \
+	elif [ -n "$$missing" ]; then \
+		echo "make setup: the sandbox needs the Debian package(s):$$missing"; \
+		echo "  an admin installs them with:  sudo apt-get install$$missing"; \
+		exit 1; \
+	fi
+	@$(PY) -m autograder.sandbox || echo "make setup: grade will refuse to start until these limits hold (see above)"
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)

@@ -270,8 +270,12 @@ class PhaseClock:
 
 
 def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_regexp=collecting.LMS_REGEXP,
-          time_limit=None, quiet=False):
-    """Grade every submission in ``submissions_dir`` into ``out``; returns the CSV rows."""
+          time_limit=None, quiet=False, allow_unenforced_limits=False):
+    """Grade every submission in ``submissions_dir`` into ``out``; returns the CSV rows.
+
+    Refuses to start (``SandboxUnavailable``) when a sandbox limit cannot be enforced here,
+    unless ``allow_unenforced_limits``; which limits hold, and how, goes into ``run.json``.
+    """
     from tqdm import tqdm
 
     from .feedback import write_feedback
@@ -280,8 +284,14 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
     if not submissions_dir.is_dir():
         raise GraderError(f"{submissions_dir} is not a folder of submissions (give the folder that holds "
                           "<id>/ folders, <id>.zip files or an LMS download)")
+    limits = {"sandbox": "off (--no-sandbox)"}
     if use_sandbox:
         sandbox.check_sandbox_support()
+        limits = sandbox.require_limits(allow_unenforced_limits)
+        unenforced = [name for name, entry in limits.items() if entry["mechanism"] is None]
+        if unenforced:
+            print(f"grade: grading WITHOUT these limits (--allow-unenforced-limits): {', '.join(unenforced)}",
+                  file=sys.stderr)
         sandbox.cleanup_stale()
     results = Results(out)
     results.root.mkdir(parents=True, exist_ok=True)
@@ -290,6 +300,7 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
     staging = collecting.make_staging_dir(results.root)
     try:
         clock = PhaseClock(results.root / "run.json")
+        clock.phases["limits"] = limits  # how each sandbox limit was enforced in this run
         submissions = collecting.collect(submissions_dir, staging, lms_regexp)
         prepare_course(results)
         clock.lap("collect_and_course")
@@ -369,6 +380,8 @@ def parse_args(argv):
     parser.add_argument("--force", action="store_true", help="grade again students already graded")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run student code WITHOUT isolation (development only, trusted code only)")
+    parser.add_argument("--allow-unenforced-limits", action="store_true",
+                        help="grade even where a sandbox limit cannot be enforced (it is printed and recorded)")
     parser.add_argument("--workers", type=int, default=2, help="judge processes in parallel (default 2)")
     parser.add_argument("--time-limit", type=float, default=None,
                         help="wall-clock and CPU seconds for one student's code run (default: the judge's)")
@@ -382,7 +395,8 @@ def main(argv):
     started = time.monotonic()
     try:
         rows = grade(options.submissions, options.out, force=options.force, use_sandbox=not options.no_sandbox,
-                     workers=options.workers, lms_regexp=options.lms_regexp, time_limit=options.time_limit)
+                     workers=options.workers, lms_regexp=options.lms_regexp, time_limit=options.time_limit,
+                     allow_unenforced_limits=options.allow_unenforced_limits)
     except (sandbox.SandboxUnavailable, GraderError, CourseBuildError, ReleaseLeakError) as error:
         print(f"grade: {error}", file=sys.stderr)
         return 2

@@ -171,7 +171,7 @@ def main(argv=None):
     phases = json.loads((work / "kit" / "run.json").read_text())
     print("kit phases: " + ", ".join(f"{name} {p['seconds']:.0f} s" + (f" ({p['students']} students)"
                                                                       if "students" in p else "")
-                                      for name, p in phases.items()))
+                                      for name, p in phases.items() if "seconds" in p))
     print(f"ratio plain / kit: {per_plain / per_kit:.2f}x  (target: kit <= 3 s/submission)")
     print(f"load after: {os.getloadavg()[0]:.1f}")
     if not options.keep:

@@ -316,6 +316,6 @@ def test_a_child_killed_by_a_signal_is_crashed_unless_a_limit_stopped_it():
     from autograder.judge.core import child_status
     from autograder.sandbox import RunResult
 
-    assert child_status(RunResult(-9, False, False, "", "")) == "crashed"  # e.g. os.kill(os.getpid(), 9)
-    assert child_status(RunResult(-24, True, False, "", "")) == "timeout"  # SIGXCPU: the sandbox sets timed_out
-    assert child_status(RunResult(-9, False, True, "", "")) == "memory_limit"
+    assert child_status(RunResult(returncode=-9)) == "crashed"  # e.g. os.kill(os.getpid(), 9)
+    assert child_status(RunResult(returncode=-24, timed_out=True)) == "timeout"  # SIGXCPU: the sandbox sets timed_out
+    assert child_status(RunResult(returncode=-9, memory_exceeded=True)) == "memory_limit"
