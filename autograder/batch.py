@@ -366,10 +366,16 @@ def guarded(faults, submission, step, *args):
         return None
 
 
-def report(results, submissions, faults):
-    """Feedback pages and ``grades.csv`` (written last, whole), from the verdicts and the gradebook."""
+def write_feedback_page(results, submission, row, verdict):
+    """``RESULTS/feedback/<id>.html``; True once written."""
     from .feedback import write_feedback
 
+    write_feedback(results.feedback / f"{submission.student_id}.html", submission, row, verdict)
+    return True
+
+
+def report(results, submissions, faults):
+    """Feedback pages and ``grades.csv`` (written last, whole), from the verdicts and the gradebook."""
     scores = gradebook_scores(results)
     done = read_json(results.autograded_keys) or {}
     rows = []
@@ -380,9 +386,8 @@ def report(results, submissions, faults):
             faults.setdefault(student_id, "no verdict was stored for these modules")
         per_part = scores.get(student_id, {}) if submission.gradable and student_id not in faults else {}
         row = guarded(faults, submission, csv_row, submission, per_part, verdict, faults.get(student_id))
-        if guarded(faults, submission, write_feedback, results.feedback / f"{student_id}.html",
-                   submission, row, verdict) is None or row is None:
-            row = csv_row(submission, {}, None, faults[student_id])
+        if row is None or not guarded(faults, submission, write_feedback_page, results, submission, row, verdict):
+            row = csv_row(submission, {}, None, faults.get(student_id, "the CSV row could not be made"))
         rows.append(row)
     write_csv(results, rows)
     return rows
