@@ -326,3 +326,33 @@ def test_statuses_from_verdicts():
     submission.original_name = "ab[c]"
     assert batch.final_status(submission, verdict) == "bad_id"
     assert "status apart from the id: timeout" in batch.csv_row(submission, {}, verdict)["notes"]
+
+
+@needs_bubblewrap
+@needs_release
+def test_a_sandbox_fault_is_a_grader_error_and_the_others_are_graded(tmp_path, monkeypatch, capsys):
+    from autograder.judge import core
+
+    root = tmp_path / "class"
+    correct(root, "fine")
+    correct(root, "unlucky")
+    real_judge = core.judge_submission
+
+    def judge(handin_dir, **options):
+        if "unlucky" in str(handin_dir):
+            raise batch.SandboxFault("bubblewrap could not start (planted by the test)")
+        return real_judge(handin_dir, **options)
+
+    monkeypatch.setattr(core, "judge_submission", judge)
+    out = tmp_path / "results"
+    code = batch.main([str(root), "--out", str(out), "--workers", "2", "--time-limit", str(TIME_LIMIT)])
+    assert code == 1, "a grader fault must make the command fail"
+    rows = {row["student_id"]: row for row in csv.DictReader((out / "grades.csv").open())}
+    assert_full_marks(rows, ["fine"])
+    assert rows["unlucky"]["status"] == "grader_error" and rows["unlucky"]["total"] == "0"
+    assert "the sandbox failed: SandboxFault" in rows["unlucky"]["notes"]
+    assert len(list((out / "verdicts").glob("*.json"))) == 1, "no verdict is cached for the fault"
+    graded = nbformat.read(out / "course" / "autograded" / "unlucky" / "hand_in_3" / "grading.ipynb", 4)
+    errors = [o for c in graded.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors and all("the grader has no verdict" in "".join(o.traceback) for o in errors)
+    assert "grader failed on 1 student(s) (unlucky)" in capsys.readouterr().err
