@@ -408,19 +408,21 @@ def _top_entries(archive):
 
 
 def is_lms_download(archive, lms_regexp=LMS_REGEXP):
-    """Is this zip an LMS bulk download? Every top-level entry follows the LMS naming."""
+    """Is this zip an LMS bulk download? Some top-level entry follows the LMS naming."""
     try:
         tops = _top_entries(archive)
     except (BadArchive, TooLarge):
         return False
-    return bool(tops) and all(lms_owner(first, folder, lms_regexp) for first, folder in tops.items())
+    return any(lms_owner(first, folder, lms_regexp) for first, folder in tops.items())
 
 
 def lms_students(archive, staging, lms_regexp):
     """``(name, student id, origin, lister)`` for each top-level entry of an LMS bulk download.
 
-    The student id comes only from the entry's own name. A student's upload that is a zip
-    (at any depth inside the entry) is listed from a checked copy; zips inside it are not opened.
+    The student id comes only from the entry's own name; top-level entries that do not follow
+    the naming (e.g. Moodle's ``..._assignsubmission_onlinetext_``) are skipped. A student's
+    upload that is a zip (at any depth inside the entry) is listed from a checked copy; zips
+    inside it are not opened.
     """
     try:
         tops = _top_entries(archive)
@@ -430,7 +432,10 @@ def lms_students(archive, staging, lms_regexp):
         yield archive.stem, archive.stem, f"LMS download {archive.name}", refuse
         return
     for number, (first, is_folder) in enumerate(sorted(tops.items())):
-        student_id, file_id = lms_owner(first, is_folder, lms_regexp)
+        owner = lms_owner(first, is_folder, lms_regexp)
+        if owner is None:
+            continue
+        student_id, file_id = owner
         origin = f"{archive.name}: {first}"
         if is_folder:
             lister = partial(_lms_entry_listing, archive, first + "/", staging / str(number))

@@ -98,6 +98,8 @@ def lms_download(root, work):
     """A bulk download: a victim, an impersonator, a doubly claimed id, nested and oversized uploads."""
     lms = work / "lms"
     correct(lms, "Vic Tim_1005_assignsubmission_file_")
+    (lms / "Vic Tim_1005_assignsubmission_onlinetext_").mkdir()  # another submission type: skipped
+    (lms / "Vic Tim_1005_assignsubmission_onlinetext_" / "onlinetext.html").write_text("<p>see my files</p>")
     mallory = assemble("Mal Lory_1006_assignsubmission_file_", {"base": "stubs"}, lms)
     planted = mallory / "Vic Tim_1005_assignsubmission_file_" / "handin"
     planted.mkdir(parents=True)
@@ -357,3 +359,19 @@ def test_a_sandbox_fault_is_a_grader_error_and_the_others_are_graded(tmp_path, m
     errors = [o for c in graded.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors and all("the grader has no verdict" in "".join(o.traceback) for o in errors)
     assert "grader failed on 1 student(s) (unlucky)" in capsys.readouterr().err
+
+
+def test_folder_and_zip_limits(tmp_path):
+    root = tmp_path / "class"
+    with open(correct(root, "huge") / "data.bin", "wb") as handle:  # sparse: costs no disk
+        handle.truncate(collecting.MAX_SUBMISSION_BYTES + 1)
+    deep = correct(root, "deep")
+    (deep / "a" / "b" / "c").mkdir(parents=True)
+    os.replace(deep / "handin", deep / "a" / "b" / "c" / "handin")  # handin/utils.py 5 levels down
+    os.replace(deep / "3_report.ipynb", deep / "a" / "b" / "c" / "handin" / "3_report.ipynb")
+    with zipfile.ZipFile(root / "slip.zip", "w") as bundle:
+        bundle.writestr("../outside.py", "x = 1\n")
+    found = {s.student_id: s for s in collecting.collect(root, tmp_path / "staging")}
+    assert found["huge"].status == "too_large" and "more than 200 MB" in found["huge"].notes[0]
+    assert found["deep"].status == "empty_submission"  # 4 folders deep: beyond MAX_DEPTH
+    assert found["slip"].status == "bad_archive" and "outside its folder" in found["slip"].notes[0]
