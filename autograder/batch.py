@@ -142,7 +142,7 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress, fault
         except Exception as error:  # noqa: BLE001 - the grader's fault, never the student's: report, go on
             kind = "the sandbox failed" if isinstance(error, SandboxFault) else "the judge failed"
             faults[submission.student_id] = f"{kind}: {type(error).__name__}: {error}"
-            progress.write(f"{submission.student_id}: {faults[submission.student_id]}")
+            progress.write(inert(f"{submission.student_id}: {faults[submission.student_id]}"))
         return submission
 
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -516,10 +516,11 @@ def normalize(submission, course_root, release_dir):
 def clean_report(data, source_report):
     """The report as nbformat text with only the nbgrader metadata of the instructor's source, or ``(None, why)``.
 
-    A cell keeps its ``nbgrader`` metadata only if the source notebook has a cell with
+    A cell keeps ``nbgrader`` metadata only if the source notebook has a cell with
     that ``grade_id`` and cell type, once; the metadata is then the source's. Every
     other ``nbgrader`` entry (a planted grade cell, a duplicate) is dropped, so nbgrader
-    never meets a cell that is not in its gradebook.
+    never meets a cell that is not in its gradebook. All other cell metadata is dropped
+    and the notebook's metadata is the source's (nothing nested deeply reaches nbgrader).
     """
     try:
         notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
@@ -530,8 +531,10 @@ def clean_report(data, source_report):
     known = {cell.metadata["nbgrader"]["grade_id"]: cell for cell in (source.cells if source else [])
              if "grade_id" in cell.metadata.get("nbgrader", {})}
     used = set()
+    notebook.metadata = source.metadata if source else {}
     for cell in notebook.cells:
-        claimed = cell.metadata.pop("nbgrader", None)
+        claimed = cell.metadata.get("nbgrader")
+        cell.metadata = {}
         grade_id = claimed.get("grade_id") if isinstance(claimed, dict) else None
         original = known.get(grade_id) if isinstance(grade_id, str) else None
         if original is not None and original.cell_type == cell.cell_type and grade_id not in used:
