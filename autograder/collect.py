@@ -431,17 +431,19 @@ def lms_students(archive, staging, lms_regexp):
             raise error
         yield archive.stem, archive.stem, f"LMS download {archive.name}", refuse
         return
+    flat = {}  # student id -> [(top-level file, file id)]: an LMS that names files, not folders
     for number, (first, is_folder) in enumerate(sorted(tops.items())):
         owner = lms_owner(first, is_folder, lms_regexp)
         if owner is None:
             continue
-        student_id, file_id = owner
-        origin = f"{archive.name}: {first}"
         if is_folder:
             lister = partial(_lms_entry_listing, archive, first + "/", staging / str(number))
+            yield owner[0], owner[0], f"{archive.name}: {first}", lister
         else:
-            lister = partial(_lms_file_listing, archive, first, file_id, staging / str(number))
-        yield student_id, student_id, origin, lister
+            flat.setdefault(owner[0], []).append((first, owner[1]))
+    for number, (student_id, files) in enumerate(sorted(flat.items())):
+        lister = partial(_lms_file_listing, archive, files, staging / f"flat{number}")
+        yield student_id, student_id, f"{archive.name}: {files[0][0]}", lister
 
 
 def _lms_entry_listing(archive, prefix, staging):
@@ -459,13 +461,18 @@ def _lms_entry_listing(archive, prefix, staging):
     return entries
 
 
-def _lms_file_listing(archive, first, file_id, staging):
-    """A bulk download whose entries are files (``<name>_<id>_..._<file>``): one file, or the student's zip."""
-    member = next(m for m in zip_members(archive, MAX_BULK_MEMBERS) if m.filename == first)
-    entry = Entry(file_id, member.file_size, lambda cap: read_member(archive, member, cap))
-    if file_id.lower().endswith(".zip"):
-        return _inner_zip_listing(entry, staging / "upload.zip")
-    return [entry]
+def _lms_file_listing(archive, files, staging):
+    """One student's top-level files (``<name>_<id>_..._<file>``) of a bulk download; a zip among them is listed."""
+    members = {m.filename: m for m in zip_members(archive, MAX_BULK_MEMBERS)}
+    entries = []
+    for number, (first, file_id) in enumerate(files):
+        member = members[first]
+        entry = Entry(file_id, member.file_size, partial(read_member, archive, member))
+        if file_id.lower().endswith(".zip"):
+            entries += _inner_zip_listing(entry, staging / f"{number}.zip")
+        else:
+            entries.append(entry)
+    return entries
 
 
 def _inner_zip_listing(entry, copy):

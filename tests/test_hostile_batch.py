@@ -375,3 +375,20 @@ def test_folder_and_zip_limits(tmp_path):
     assert found["huge"].status == "too_large" and "more than 200 MB" in found["huge"].notes[0]
     assert found["deep"].status == "empty_submission"  # 4 folders deep: beyond MAX_DEPTH
     assert found["slip"].status == "bad_archive" and "outside its folder" in found["slip"].notes[0]
+
+
+def test_an_lms_that_names_files_groups_them_by_the_top_level_name(tmp_path):
+    solution = KIT_ROOT / "solutions" / "handin"
+    upload = correct(tmp_path / "work", "upload")
+    zip_folder(upload, tmp_path / "upload.zip")
+    (tmp_path / "class").mkdir()
+    with zipfile.ZipFile(tmp_path / "class" / "canvas.zip", "w") as bulk:
+        for name in ("augmentations.py", "network.py", "utils.py"):
+            bulk.write(solution / name, f"smith_123_{name}")
+        bulk.write(tmp_path / "upload.zip", "jones_124_upload.zip")
+        bulk.writestr("jones_124_extra/smith_125_network.py", "raise SystemExit\n")  # not top-level: no id
+    regexp = r".*/[a-z]+_(?P<student_id>\d+)_(?P<file_id>[^/]+)$"
+    found = {s.student_id: s for s in collecting.collect(tmp_path / "class", tmp_path / "staging", regexp)}
+    assert set(found) == {"123", "124"}
+    assert found["123"].status == "missing_file:3_report.ipynb" and len(found["123"].files) == 3
+    assert found["124"].status == "ok" and len(found["124"].files) == 4
