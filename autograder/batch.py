@@ -2,22 +2,25 @@
 
 Pipeline (each step resumable; per-student results are written atomically)::
 
-    collect      find each student's files (folders, zips, one LMS bulk download), check them
-                 without running anything                                  -> autograder.collect
-    normalize    copy ONLY the known files into RESULTS/course/submitted/<id>/hand_in_3/
+    collect      find each student's files (folders, zips, one LMS bulk download), check ids and
+                 size caps, read only the needed files, without running anything -> autograder.collect
+    normalize    write ONLY the known files into RESULTS/course/submitted/<id>/hand_in_3/
     judge        run every student's functions in a sandboxed child, compare outside,
                  2 in parallel                  -> RESULTS/verdicts/<key>.json (key: hash of the modules)
-    autograde    ONE real `nbgrader autograde hand_in_3` over the students (re)graded in this run,
-                 started alongside the judges: grading.ipynb's grade cells wait for each
-                 verdict and read it                                       -> RESULTS/course/gradebook.db
-    report       RESULTS/grades.csv (scores read back from the gradebook) and
-                 RESULTS/feedback/<id>.html
+    autograde    then ONE real `nbgrader autograde hand_in_3` over the students (re)graded in this
+                 run: every verdict exists before it starts; grading.ipynb's grade cells only read
+                 them (HANDIN3_CELL_JUDGES=0), a missing one fails at once -> RESULTS/course/gradebook.db
+    report       RESULTS/feedback/<id>.html, then RESULTS/grades.csv (scores read back from the gradebook)
 
-RESULTS/course is an ordinary nbgrader course directory, so ``nbgrader formgrader``
-(for the report's hand-graded answers) and ``nbgrader export`` work there.
+Each per-student step runs under a catch-all: a fault of the grader on one student becomes
+that student's ``grader_error`` and the run goes on, so grades.csv always lists everybody.
 
-Exit code 0 when grading ran, whatever the students' results; 2 when the grader
-itself cannot run (no bubblewrap without --no-sandbox, bad arguments, nbgrader failed).
+RESULTS/course is an ordinary nbgrader course directory, so formgrader (for the report's
+hand-graded answers) and ``nbgrader export`` work there.
+
+Exit code 0 when grading ran, whatever the students' results; 1 when the grader failed on
+some students (status ``grader_error``; the CSV is still complete); 2 when the grader itself
+cannot run (no bubblewrap without --no-sandbox, bad arguments, the course cannot be built).
 """
 import argparse
 import csv
@@ -35,14 +38,21 @@ from pathlib import Path
 from . import ASSIGNMENT, KIT_ROOT
 from . import collect as collecting
 from . import sandbox
-from .cell import VERDICT_WAIT_SECONDS, WAIT_ENV
+from .cell import CELL_JUDGES_ENV
 from .course import CourseBuildError
 from .files import write_atomically
 from .gate import ReleaseLeakError
 from .judge import cache
 
+try:
+    from .sandbox import SandboxFault
+except ImportError:  # a sandbox without it: no fault can be told apart, every judge exception is a grader error
+    class SandboxFault(RuntimeError):
+        """The sandbox itself failed (stand-in until ``autograder.sandbox`` defines it)."""
+
 PARTS = ("collage", "mixup", "cross_entropy", "network", "frozen_finetuning")
-CSV_COLUMNS = ("student_id",) + PARTS + ("total", "max_total", "status")
+CSV_COLUMNS = ("student_id",) + PARTS + ("total", "max_total", "status", "notes")
+GRADING = collecting.GRADING
 VERDICTS_ENV = "HANDIN3_VERDICTS"  # where grading.ipynb's grade cells find the verdicts
 
 
@@ -100,11 +110,13 @@ def prepare_course(results):
                           "autograder/grading.ipynb")
 
 
-def judge_all(submissions, results, workers, use_sandbox, force, progress, time_limit=None):
+def judge_all(submissions, results, workers, use_sandbox, force, progress, faults, time_limit=None):
     """Judge the students whose verdict is not cached yet (or all with ``force``), ``workers`` at a time.
 
     The work happens in sandboxed children, so threads suffice here; each verdict is
-    stored in the judge's cache (keyed by the modules' bytes) the moment it arrives.
+    stored in the judge's cache (keyed by the modules' bytes) the moment it arrives. A
+    fault of the judge or the sandbox on one student (``SandboxFault`` or any other
+    exception) is recorded in ``faults`` and stores no verdict.
 
     Returns:
         the student ids judged in this run.
@@ -126,13 +138,11 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress, time_
         handin = handin_of(results, submission)
         try:
             verdict = judge_submission(handin, sandbox=use_sandbox, inputs=inputs, limits=limits)
-        except Exception as error:  # a bug or resource problem in the grader itself: report, keep going
-            message = f"{submission.student_id}: the judge failed: {type(error).__name__}: {error}"
-            progress.write(message)
-            cache.store_failure(cache.verdict_key(handin, cache_dir=results.verdicts), message,
-                                cache_dir=results.verdicts)
-            return submission
-        cache.store(verdict, handin, cache_dir=results.verdicts)
+            cache.store(verdict, handin, cache_dir=results.verdicts)
+        except Exception as error:  # noqa: BLE001 - the grader's fault, never the student's: report, go on
+            kind = "the sandbox failed" if isinstance(error, SandboxFault) else "the judge failed"
+            faults[submission.student_id] = f"{kind}: {type(error).__name__}: {error}"
+            progress.write(inert(f"{submission.student_id}: {faults[submission.student_id]}"))
         return submission
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -153,36 +163,30 @@ def nbgrader_environment(results, use_sandbox):
     environment["HANDIN3_SANDBOX"] = "1" if use_sandbox else "0"
     environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
     environment[VERDICTS_ENV] = str(results.verdicts)
+    environment[CELL_JUDGES_ENV] = "0"  # every verdict exists before nbgrader starts: a missing one is an error
     return environment
 
 
-def start_autograde(results, student_ids, use_sandbox):
-    """Start ONE real ``nbgrader autograde hand_in_3`` for the given students, in the background.
+def run_autograde(results, student_ids, use_sandbox, faults):
+    """ONE real ``nbgrader autograde hand_in_3`` for the given students, after the judges finished.
 
-    It runs while the judges work: its grade cells wait for each verdict (``HANDIN3_VERDICT_WAIT``).
     nbgrader skips students that already have an autograded folder, so removing those of
-    ``student_ids`` first makes the run cover exactly them. Returns the process, or None.
+    ``student_ids`` first makes the run cover exactly them. A student nbgrader did not
+    autograde is recorded in ``faults``; the others are unaffected.
     """
     if not student_ids:
-        return None
+        return
     for student_id in student_ids:
         shutil.rmtree(results.autograded(student_id), ignore_errors=True)
     command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, f"--CourseDirectory.root={results.course}"]
-    environment = {**nbgrader_environment(results, use_sandbox), WAIT_ENV: str(VERDICT_WAIT_SECONDS)}
-    log = open(results.root / "nbgrader-autograde.log", "w")
-    return subprocess.Popen(command, cwd=results.course, env=environment, stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=subprocess.STDOUT)
-
-
-def finish_autograde(process, results, student_ids):
-    """Wait for nbgrader; every student must have been autograded."""
-    if process is None:
-        return
-    returncode = process.wait()
-    missing = [s for s in student_ids if not results.autograded(s).is_dir()]
-    if missing:
-        raise GraderError(f"`nbgrader autograde` did not grade {', '.join(missing)} (exit {returncode}); "
-                          f"see {results.root / 'nbgrader-autograde.log'}")
+    log = results.root / "nbgrader-autograde.log"
+    with open(log, "w") as output:
+        done = subprocess.run(command, cwd=results.course, env=nbgrader_environment(results, use_sandbox),
+                              stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+    for student_id in student_ids:
+        if not (results.autograded(student_id) / GRADING).is_file():
+            faults.setdefault(student_id, f"`nbgrader autograde` did not grade this student (exit "
+                                          f"{done.returncode}); see {log}")
 
 
 def gradebook_scores(results):
@@ -207,7 +211,9 @@ def max_scores():
 
 
 #: Statuses of the judge's parts that become the CSV status, most telling first.
-RUN_STATUSES = ("timeout", "memory_limit", "crashed", "import_error", "unreadable", "invalid_output")
+RUN_STATUSES = ("timeout", "memory_limit", "crashed", "import_error", "unreadable", "invalid_output",
+                "not_implemented")
+CRASHED_LIKE = ("import_error", "unreadable", "invalid_output")
 
 
 def run_status(verdict):
@@ -217,12 +223,12 @@ def run_status(verdict):
     statuses = {part.get("status") for part in verdict.get("parts", {}).values()}
     for status in RUN_STATUSES:
         if status in statuses:
-            return "crashed" if status in ("import_error", "unreadable", "invalid_output") else status
+            return "crashed" if status in CRASHED_LIKE else status
     return "ok"
 
 
-def final_status(submission, verdict):
-    """The CSV status: problems with the files first, then how the code ran; a missing report comes last."""
+def files_status(submission, verdict):
+    """Problems with the files first, then how the code ran; a missing report comes last."""
     if not submission.gradable:
         return submission.status
     ran = run_status(verdict)
@@ -231,23 +237,48 @@ def final_status(submission, verdict):
     return submission.status if submission.status != "ok" else ran
 
 
-def write_csv(results, submissions, scores, verdicts):
+def final_status(submission, verdict, fault=None):
+    """The CSV status: ``grader_error``, then ``duplicate_id``, then ``bad_id``, then :func:`files_status`."""
+    if fault or submission.status == "grader_error":
+        return "grader_error"
+    if submission.bad_id and submission.status != "duplicate_id":
+        return "bad_id"
+    return files_status(submission, verdict)
+
+
+def csv_row(submission, per_part, verdict, fault=None):
+    """One CSV row; ``notes`` has the collection notes (and, for ``bad_id``, the status it hides)."""
     maxima = max_scores()
-    rows = []
-    for submission in submissions:
-        per_part = scores.get(submission.student_id, {}) if submission.gradable else {}
-        row = {"student_id": submission.student_id}
-        row.update({part: _points(per_part.get(part, 0.0)) for part in PARTS})
-        row["total"] = _points(sum(per_part.get(part, 0.0) for part in PARTS))
-        row["max_total"] = _points(sum(maxima.values()))
-        row["status"] = final_status(submission, verdicts.get(submission.student_id))
-        rows.append(row)
+    row = {"student_id": submission.student_id}
+    row.update({part: _points(per_part.get(part, 0.0)) for part in PARTS})
+    row["total"] = _points(sum(per_part.get(part, 0.0) for part in PARTS))
+    row["max_total"] = _points(sum(maxima.values()))
+    row["status"] = final_status(submission, verdict, fault)
+    notes = ([f"grader error: {fault}"] if fault else []) + list(submission.notes)
+    if row["status"] == "bad_id":
+        notes.append(f"status apart from the id: {files_status(submission, verdict)}")
+    row["notes"] = " | ".join(notes)
+    return row
+
+
+def inert(value, limit=2000):
+    """A cell value that a spreadsheet will not run and a terminal will not obey.
+
+    Control characters (escape sequences, CR, tabs) are written as ``\\x..`` escapes, and a text
+    starting with ``= + - @`` (a formula) gets a leading apostrophe.
+    """
+    if not isinstance(value, str):
+        return value
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in value[:limit])
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def write_csv(results, rows):
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({column: inert(row[column]) for column in CSV_COLUMNS} for row in rows)
     write_atomically(results.csv, text.getvalue())
-    return rows
 
 
 def _points(value):
@@ -275,10 +306,11 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
 
     Refuses to start (``SandboxUnavailable``) when a sandbox limit cannot be enforced here,
     unless ``allow_unenforced_limits``; which limits hold, and how, goes into ``run.json``.
+
+    Every per-student step runs under :func:`guarded`: a fault on one student becomes
+    that student's ``grader_error`` and the others go on, so the CSV is always complete.
     """
     from tqdm import tqdm
-
-    from .feedback import write_feedback
 
     submissions_dir = Path(submissions_dir).resolve()
     if not submissions_dir.is_dir():
@@ -304,45 +336,71 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
         submissions = collecting.collect(submissions_dir, staging, lms_regexp)
         prepare_course(results)
         clock.lap("collect_and_course")
-        gradable = [s for s in submissions if s.gradable]
-        for submission in gradable:  # cheap, and the copies must match what was handed in now
-            collecting.normalize(submission, results.course, results.release)
+        faults = {}  # student id -> what went wrong in the grader (CSV status grader_error)
+        keys = {}
+        for submission in submissions:  # cheap, and the copies must match what was handed in now
+            if submission.gradable:
+                guarded(faults, submission, collecting.normalize, submission, results.course, results.release)
+                keys[submission.student_id] = guarded(faults, submission, verdict_key, results, submission)
+        gradable = [s for s in submissions if s.gradable and s.student_id not in faults]
+        with tqdm(total=len(gradable), desc="judging", unit="student", disable=quiet, dynamic_ncols=True) as bar:
+            judged = judge_all(gradable, results, workers, use_sandbox, force, bar, faults, time_limit)
+        clock.lap("judge", students=len(judged))
+
         done = read_json(results.autograded_keys) or {}
-        keys = {s.student_id: verdict_key(results, s) for s in gradable}
-        to_judge = {s.student_id for s in gradable if needs_judging(results, s, force)}
-        for student_id in to_judge:  # a failure of an earlier run must not cut this run's wait short
-            cache.clear_failure(keys[student_id], results.verdicts)
-        autograde_ids = sorted(to_judge | {i for i, key in keys.items() if done.get(i) != key})
+        autograde_ids = sorted(s.student_id for s in gradable if s.student_id in judged
+                               or done.get(s.student_id) != keys[s.student_id])
         if not quiet and autograde_ids:
-            print(f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, alongside the judges",
+            print(f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, every verdict ready",
                   file=sys.stderr)
-        nbgrader = start_autograde(results, autograde_ids, use_sandbox)
-        try:
-            with tqdm(total=len(gradable), desc="judging", unit="student", disable=quiet,
-                      dynamic_ncols=True) as bar:
-                judged = judge_all(gradable, results, workers, use_sandbox, force, bar, time_limit)
-                # The grade cells look verdicts up by the judge's current version: if the judge's code
-                # changed meanwhile, judge again here, in parallel, rather than serially inside nbgrader.
-                judged += judge_all(gradable, results, workers, use_sandbox, False, bar, time_limit)
-            clock.lap("judge", students=len(set(judged)))
-            finish_autograde(nbgrader, results, autograde_ids)
-        finally:
-            if nbgrader is not None and nbgrader.poll() is None:
-                nbgrader.kill()
-        done.update({i: keys[i] for i in autograde_ids})
+        run_autograde(results, autograde_ids, use_sandbox, faults)
+        done.update({i: keys[i] for i in autograde_ids if i not in faults})
+        for student_id in faults:
+            done.pop(student_id, None)  # graded again by the next run
         write_atomically(results.autograded_keys, json.dumps(done, indent=1, sort_keys=True))
         clock.lap("nbgrader_autograde_after_judging", students=len(autograde_ids))
 
-        verdicts = {s.student_id: load_verdict(results, s, done.get(s.student_id)) for s in submissions}
-        scores = gradebook_scores(results)
-        rows = write_csv(results, submissions, scores, verdicts)
-        for submission, row in zip(submissions, rows):
-            write_feedback(results.feedback / f"{submission.student_id}.html", submission, row,
-                           verdicts[submission.student_id])
+        rows = report(results, submissions, faults)
         clock.lap("csv_and_feedback", students=len(rows))
         return rows
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def guarded(faults, submission, step, *args):
+    """``step(*args)``, or None with the fault recorded for ``submission`` if the grader raised."""
+    try:
+        return step(*args)
+    except Exception as error:  # noqa: BLE001 - one student's fault must not stop the class
+        faults.setdefault(submission.student_id, f"{step.__name__}: {type(error).__name__}: {error}")
+        return None
+
+
+def write_feedback_page(results, submission, row, verdict):
+    """``RESULTS/feedback/<id>.html``; True once written."""
+    from .feedback import write_feedback
+
+    write_feedback(results.feedback / f"{submission.student_id}.html", submission, row, verdict)
+    return True
+
+
+def report(results, submissions, faults):
+    """Feedback pages and ``grades.csv`` (written last, whole), from the verdicts and the gradebook."""
+    scores = gradebook_scores(results)
+    done = read_json(results.autograded_keys) or {}
+    rows = []
+    for submission in submissions:
+        student_id = submission.student_id
+        verdict = guarded(faults, submission, load_verdict, results, submission, done.get(student_id))
+        if submission.gradable and verdict is None:
+            faults.setdefault(student_id, "no verdict was stored for these modules")
+        per_part = scores.get(student_id, {}) if submission.gradable and student_id not in faults else {}
+        row = guarded(faults, submission, csv_row, submission, per_part, verdict, faults.get(student_id))
+        if row is None or not guarded(faults, submission, write_feedback_page, results, submission, row, verdict):
+            row = csv_row(submission, {}, None, faults.get(student_id, "the CSV row could not be made"))
+        rows.append(row)
+    write_csv(results, rows)
+    return rows
 
 
 def needs_judging(results, submission, force):
@@ -365,11 +423,12 @@ def load_verdict(results, submission, graded_key=None):
     return verdict
 
 
-def format_table(rows):
-    """The grade table as aligned text."""
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) if rows else len(c) for c in CSV_COLUMNS}
-    line = lambda values: "  ".join(str(values[c]).ljust(widths[c]) for c in CSV_COLUMNS)  # noqa: E731
-    return "\n".join([line({c: c for c in CSV_COLUMNS})] + [line(r) for r in rows])
+def format_table(rows, notes_width=60):
+    """The grade table as aligned text; student-made text is made :func:`inert` (no terminal escapes)."""
+    shown = [{c: str(inert(r[c]))[:notes_width if c == "notes" else None] for c in CSV_COLUMNS} for r in rows]
+    widths = {c: max(len(c), *(len(r[c]) for r in shown)) if shown else len(c) for c in CSV_COLUMNS}
+    line = lambda values: "  ".join(str(values[c]).ljust(widths[c]) for c in CSV_COLUMNS).rstrip()  # noqa: E731
+    return "\n".join([line({c: c for c in CSV_COLUMNS})] + [line(r) for r in shown])
 
 
 def parse_args(argv):
@@ -404,4 +463,10 @@ def main(argv):
     results = Results(options.out)
     print(f"\n{len(rows)} student(s) in {time.monotonic() - started:.0f} s. Grades: {results.csv}; "
           f"feedback: {results.feedback}/<student_id>.html; gradebook: {results.course / 'gradebook.db'}")
+    faulty = [row["student_id"] for row in rows if row["status"] == "grader_error"]
+    if faulty:
+        print(f"grade: the grader failed on {len(faulty)} student(s) ({', '.join(faulty[:10])}); see the notes "
+              "column of grades.csv. Fix the cause and run the same command again: only they are regraded.",
+              file=sys.stderr)
+        return 1
     return 0

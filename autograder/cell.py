@@ -9,10 +9,13 @@ A grade cell's hidden test is just::
 
 The grading kernel never imports student code. ``check`` finds the submission's
 ``handin/`` folder in the kernel's working directory (nbgrader runs the notebook
-there), looks its verdict up in the cache outside the submission
+there) and reads its verdict from the cache outside the submission
 (``$HANDIN3_VERDICTS``, keyed by the sha256 of the student's modules and the judge's
-version) or, if it is not there, runs the judge in a separate ``python -I`` process
-(sandboxed unless ``HANDIN3_SANDBOX=0``). A failed check raises
+version). It never waits: the batch grader judges everybody before nbgrader starts
+and sets ``HANDIN3_CELL_JUDGES=0``, so a missing verdict fails the cell at once (a
+grader error). Run by hand without that variable, a cell whose verdict is missing
+runs the judge itself in a separate ``python -I`` process (sandboxed unless
+``HANDIN3_SANDBOX=0``). A failed check raises
 :class:`HiddenTestFailure`, whose traceback is only its message: no hidden source,
 inputs or reference code reach the notebook or the feedback. The judge's stderr never
 reaches the cell, so warnings cost no points.
@@ -23,14 +26,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 KIT_ENV = "HANDIN3_KIT"
 SANDBOX_ENV = "HANDIN3_SANDBOX"
-WAIT_ENV = "HANDIN3_VERDICT_WAIT"  # seconds to wait for a verdict the batch grader is computing
-#: What the batch grader sets ``HANDIN3_VERDICT_WAIT`` to; after the wait, the cell judges by itself.
-VERDICT_WAIT_SECONDS = 300
+#: ``0``: verdicts were computed before nbgrader started (the batch grader); a missing one is an error.
+CELL_JUDGES_ENV = "HANDIN3_CELL_JUDGES"
 #: Upper bound for one uncached judge run (every part crashing and timing out in turn).
 JUDGE_TIMEOUT_SECONDS = 660
 
@@ -63,19 +64,20 @@ def run_judge(handin_dir, cache_dir):
         raise RuntimeError(f"the judge failed (exit {done.returncode}): {last[:300]}")
 
 
+class MissingVerdict(RuntimeError):
+    """The batch grader has no verdict for these modules: a fault of the grader, not of the student."""
+
+
 def verdict_for(handin_dir):
-    """The cached verdict of ``handin_dir``, judging it first if needed."""
+    """The cached verdict of ``handin_dir``; judged here only when the cell may judge (see module doc)."""
     from autograder.judge import cache
 
     folder = cache.verdicts_dir()
-    key = cache.verdict_key(handin_dir)  # hashes the judge and the modules: once, not at every poll
+    key = cache.verdict_key(handin_dir)
     verdict = cache.load_by_key(key, folder)
-    # the batch grader judges in parallel while nbgrader runs: wait for its verdict first,
-    # unless it has reported that it could not judge these modules
-    deadline = time.monotonic() + float(os.environ.get(WAIT_ENV) or 0)
-    while verdict is None and time.monotonic() < deadline and not cache.judge_failed(key, folder):
-        time.sleep(0.2)
-        verdict = cache.load_by_key(key, folder)
+    if verdict is None and os.environ.get(CELL_JUDGES_ENV, "1") == "0":
+        raise MissingVerdict("the grader has no verdict for these modules (a grader error, not yours; "
+                             "the TA will grade again)")
     if verdict is None:
         run_judge(handin_dir, folder)
         verdict = cache.load_by_key(key, folder)

@@ -53,7 +53,7 @@ if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 
 from autograder import STUDENT_MODULES  # noqa: E402
-from autograder.cell import JUDGE_TIMEOUT_SECONDS, VERDICT_WAIT_SECONDS  # noqa: E402
+from autograder.cell import JUDGE_TIMEOUT_SECONDS  # noqa: E402
 from autograder.judge.preprocessors import GuardedExecute, ResetGradingNotebook  # noqa: E402
 from autograder.nbgrader_plugins import RenderReport, SanitizeNotebook  # noqa: E402
 
@@ -68,9 +68,10 @@ c.ResetGradingNotebook.source_notebook = str(COURSE_ROOT / "source" / ASSIGNMENT
 c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, RenderReport,
                                        LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 c.RenderReport.source_notebook = str(COURSE_ROOT / "source" / ASSIGNMENT / "3_report.ipynb")
-# A grade cell may wait for the batch judges and then judge by itself: both must fit in one cell.
-c.GuardedExecute.timeout = VERDICT_WAIT_SECONDS + JUDGE_TIMEOUT_SECONDS + 40
-c.GuardedExecute.notebook_timeout = 1200  # the whole notebook (later cells read the cached verdict)
+# Under the batch grader a grade cell only reads a verdict (well under a second). Run by hand, the
+# first cell may judge the submission itself: one judge run must fit in one cell.
+c.GuardedExecute.timeout = JUDGE_TIMEOUT_SECONDS + 40
+c.GuardedExecute.notebook_timeout = JUDGE_TIMEOUT_SECONDS + 240  # the whole notebook (later cells read the cache)
 c.GuardedExecute.interrupt_on_timeout = True
 c.GuardedExecute.shutdown_kernel = "immediate"
 c.GuardedExecute.kernel_name = "python3"

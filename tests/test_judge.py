@@ -227,22 +227,20 @@ def test_cell_check_judges_an_uncached_submission_in_a_subprocess(tmp_path, monk
     assert len(list((tmp_path / "verdicts").glob("*.json"))) == 1, "judged once, then served from the cache"
 
 
-def test_a_cell_stops_waiting_when_the_batch_grader_gives_up(tmp_path, monkeypatch, capsys):
-    """The batch grader could not judge these modules: the cell judges at once instead of polling."""
+def test_a_missing_verdict_under_the_batch_grader_fails_the_cell_at_once(tmp_path, monkeypatch):
+    """The batch grader judged everybody before nbgrader started: the cell neither waits nor judges."""
     handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
-    folder = tmp_path / "verdicts"
-    monkeypatch.setenv(cache.VERDICTS_ENV, str(folder))
-    monkeypatch.setenv(cell.WAIT_ENV, "3600")
-    cache.store_failure(cache.verdict_key(handin), "ref: the judge failed: OSError", cache_dir=folder)
+    monkeypatch.setenv(cache.VERDICTS_ENV, str(tmp_path / "verdicts"))
+    monkeypatch.setenv(cell.CELL_JUDGES_ENV, "0")
 
-    def no_polling(seconds):
-        raise AssertionError("the cell polled for a verdict that the batch grader said will not come")
+    def no_judging(handin_dir, cache_dir):
+        raise AssertionError("the cell judged although the batch grader said every verdict was ready")
 
-    monkeypatch.setattr(cell.time, "sleep", no_polling)
-    monkeypatch.setattr(cell, "run_judge", lambda handin_dir, cache_dir: fake_verdict(handin_dir, cache_dir, True))
+    monkeypatch.setattr(cell, "run_judge", no_judging)
+    with pytest.raises(HiddenTestFailure, match="collage · quarters: could not be graded: the grader has no verdict"):
+        check("collage", "quarters", handin)
+    fake_verdict(handin, tmp_path / "verdicts", passed=True)
     check("collage", "quarters", handin)
-    assert "collage · quarters: 4/4 points. Passed." in capsys.readouterr().out
-    assert not cache.judge_failed(cache.verdict_key(handin), folder), "storing the verdict clears the failure"
 
 
 def test_cache_writes_from_many_threads_at_once_stay_whole(tmp_path):
