@@ -43,12 +43,7 @@ from .course import CourseBuildError
 from .files import write_atomically
 from .gate import ReleaseLeakError
 from .judge import cache
-
-try:
-    from .sandbox import SandboxFault
-except ImportError:  # a sandbox without it: no fault can be told apart, every judge exception is a grader error
-    class SandboxFault(RuntimeError):
-        """The sandbox itself failed (stand-in until ``autograder.sandbox`` defines it)."""
+from .sandbox import SandboxFault
 
 PARTS = ("collage", "mixup", "cross_entropy", "network", "frozen_finetuning")
 CSV_COLUMNS = ("student_id",) + PARTS + ("total", "max_total", "status", "notes")

@@ -50,6 +50,7 @@ import nbformat
 
 from . import ASSIGNMENT, STUDENT_MODULES
 from .judge.cache import MAX_MODULE_BYTES  # one cap for the collector and the judge
+from .report import MAX_RESULTS_BYTES  # one cap for the collector and the report's validator
 
 REPORT = "3_report.ipynb"
 GRADING = "grading.ipynb"
@@ -60,7 +61,6 @@ MAX_DEPTH = 4  # e.g. "My Work/hand_in_3/handin/network.py": the kit's layout ne
 
 #: Caps, all checked on a listing or a declared size BEFORE anything is read or parsed.
 MAX_REPORT_BYTES = 20 * 2**20
-MAX_RESULTS_BYTES = 5 * 2**20
 MAX_SUBMISSION_BYTES = 200 * 2**20  # one student's files within MAX_DEPTH (a folder, or a zip unpacked)
 MAX_SUBMISSION_FILES = 10_000  # one student's files (or zip members)
 MAX_BULK_MEMBERS = 500_000  # members of one LMS bulk download

@@ -41,6 +41,15 @@ STATUS_TEXT = {
     "missing_file": "A file is missing from your submission; the parts that need it scored 0.",
     "syntax_error": "A module has a syntax error, so Python cannot import it; the parts that need it scored 0. "
                     "Run the notebooks before handing in: they would have shown the error.",
+    "not_implemented": "Your code ran, but at least one function is still the released stub (it raises "
+                       "NotImplementedError); its part scored 0. The parts below name the function and its file.",
+    "grader_error": "The grader itself failed on your submission; this is not your fault and your grade is not "
+                    "final. The TA will grade it again.",
+    "bad_id": "The name of your submission (folder or zip) has characters the grader does not accept, so it "
+              "was graded under the id shown above. The notes say which name it came from.",
+    "too_large": "Your submission holds too many files or too many bytes to be graded. Hand in only the "
+                 "three modules, the report notebook and results/experiment.json.",
+    "file_too_large": "A module is larger than the grader accepts, so the released stub was graded in its place.",
 }
 
 

@@ -15,7 +15,6 @@ Every planted script, when it runs, sets ``window.__pwned`` and requests
 import copy
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -23,12 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import nbformat
+from report_results import results_data
 
 from autograder import ASSIGNMENT, KIT_ROOT
-from autograder import collect as collecting
 from autograder.demo import assemble
 from autograder.report import RESULTS_FILE, KitCode
-from report_results import results_data
 
 REPORT = "3_report.ipynb"
 TIME_LIMIT = 60
@@ -129,21 +127,6 @@ def build_class(root, beacon):
     return root
 
 
-def collect_results_file(normalize):
-    """``collect.normalize`` that also copies ``results/experiment.json`` when it does not (yet) do so.
-
-    Package C's collector copies the file itself; then this adds nothing.
-    """
-    def normalize_with_results(submission, course_root, release_dir):
-        target = normalize(submission, course_root, release_dir)
-        report = submission.files.get(collecting.REPORT)
-        if report is not None and (report.parent / RESULTS_FILE).is_file() and not (target / RESULTS_FILE).exists():
-            (target / "results").mkdir(exist_ok=True)
-            shutil.copyfile(report.parent / RESULTS_FILE, target / RESULTS_FILE)
-        return target
-    return normalize_with_results
-
-
 _GRADED = {}
 
 
@@ -155,12 +138,7 @@ def graded_class(base):
         beacon = Beacon()
         class_dir = build_class(Path(base) / "class", beacon)
         out = Path(base) / "results"
-        original = collecting.normalize
-        collecting.normalize = collect_results_file(original)
-        try:
-            rows = grade(class_dir, out, time_limit=TIME_LIMIT, quiet=True)
-        finally:
-            collecting.normalize = original
+        rows = grade(class_dir, out, time_limit=TIME_LIMIT, quiet=True)
         _GRADED.update(out=out, class_dir=class_dir, rows={row["student_id"]: row for row in rows}, beacon=beacon,
                        payloads=payloads(beacon))
     return _GRADED

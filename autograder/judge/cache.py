@@ -159,26 +159,7 @@ def load_by_key(key, cache_dir=None):
 def store(verdict, handin_dir, seed=None, cache_dir=None):
     """Write a verdict atomically under its key; returns the path."""
     key = verdict_key(handin_dir, seed, cache_dir)
-    path = write_atomically(_path(key, ".json", cache_dir), json.dumps(verdict, indent=1, sort_keys=True))
-    clear_failure(key, cache_dir)
-    return path
-
-
-def store_failure(key, message, cache_dir=None):
-    """Record that the batch grader could not judge the modules under ``key``.
-
-    The grade cells waiting for that verdict then stop waiting and judge by themselves.
-    """
-    return write_atomically(_path(key, ".failed", cache_dir), message)
-
-
-def judge_failed(key, cache_dir=None):
-    """Whether the batch grader gave up on the verdict under ``key`` (see :func:`store_failure`)."""
-    return _path(key, ".failed", cache_dir).is_file()
-
-
-def clear_failure(key, cache_dir=None):
-    _path(key, ".failed", cache_dir).unlink(missing_ok=True)
+    return write_atomically(_path(key, ".json", cache_dir), json.dumps(verdict, indent=1, sort_keys=True))
 
 
 def _path(key, suffix, cache_dir):

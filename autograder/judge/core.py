@@ -33,16 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import KIT_ROOT, STUDENT_MODULES
-from ..sandbox import Limits, run_isolated
+from ..sandbox import Limits, SandboxFault, run_isolated
 from . import cache, checks, hidden
 from .pictures import picture_arrays
 from .points import PARTS, POINTS, part_max
-
-try:
-    from ..sandbox import SandboxFault
-except ImportError:  # until the sandbox package defines it
-    class SandboxFault(RuntimeError):
-        """The sandbox itself failed (it did not start, or a limit could not be set): the grader's fault."""
 
 RUNNER = Path(__file__).resolve().parent / "runner.py"
 PROVIDED_SOURCE = KIT_ROOT / "solutions" / "handin"
