@@ -17,9 +17,14 @@ STUDENT_FUNCTIONS = {"collage": "augmentations.py", "mixup": "augmentations.py",
                      "finetune_parameters": "network.py"}
 
 
-def write_this_message(function_name):
-    """The one line that tells you which function to write, and where."""
-    return (f"Write `{function_name}` in handin/{STUDENT_FUNCTIONS[function_name]} "
+def write_this_message(function_name, qualified_name=None):
+    """The one line that tells you which function to write, and where.
+
+    Args:
+        function_name: a key of :data:`STUDENT_FUNCTIONS`.
+        qualified_name: how to name it, e.g. ``"Net.forward"`` for a method; defaults to ``function_name``.
+    """
+    return (f"Write `{qualified_name or function_name}` in handin/{STUDENT_FUNCTIONS[function_name]} "
             f"(between the YOUR CODE markers), then run this cell again.")
 
 
@@ -30,26 +35,28 @@ def unwritten_function(traceback):
         traceback: the traceback of a ``NotImplementedError``.
 
     Returns:
-        a key of :data:`STUDENT_FUNCTIONS` when the innermost frame (where the error
-        was raised) is that function in its ``handin/`` file; otherwise ``None``.
+        ``(name, qualified name)``, e.g. ``("forward", "Net.forward")``, when the innermost
+        frame (where the error was raised) is a function of :data:`STUDENT_FUNCTIONS` in
+        its ``handin/`` file; otherwise ``None``.
     """
     frame = None
     while traceback is not None:  # the last entry is the frame that raised
         frame, traceback = traceback.tb_frame, traceback.tb_next
     if frame is None:
         return None
-    name, path = frame.f_code.co_name, Path(frame.f_code.co_filename)
-    if STUDENT_FUNCTIONS.get(name) == path.name and path.parent.name == "handin":
-        return name
+    code = frame.f_code
+    path = Path(code.co_filename)
+    if STUDENT_FUNCTIONS.get(code.co_name) == path.name and path.parent.name == "handin":
+        return code.co_name, code.co_qualname
     return None
 
 
 def _show_error(shell, etype, value, traceback, tb_offset=None):
     """IPython's handler for ``NotImplementedError``: one line for an unwritten function, else the usual traceback."""
-    function_name = unwritten_function(traceback)
-    if function_name is not None:
+    found = unwritten_function(traceback)
+    if found is not None:
         # IPython shows an exception through its _render_traceback_ method when it has one.
-        value._render_traceback_ = lambda: [write_this_message(function_name)]
+        value._render_traceback_ = lambda: [write_this_message(*found)]
     shell.showtraceback((etype, value, traceback), tb_offset=tb_offset)
 
 

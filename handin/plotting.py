@@ -197,7 +197,7 @@ def plot_accuracy_vs_samples(accuracies, title=None, ylabel="finetune test accur
         means, half_widths = np.array([mean_and_interval(by_samples[s]) for s in samples]).T
         color = f"C{index % 10}"
         n_seeds = max(len(by_samples[s]) for s in samples)
-        ax.plot(samples, means, "o-", color=color, label=f"{name} (mean of {n_seeds} seeds)")
+        ax.plot(samples, means, "o-", color=color, label=f"{name} (mean of {n_seeds} seed{'s' if n_seeds > 1 else ''})")
         ax.fill_between(samples, means - half_widths, means + half_widths, color=color, alpha=0.2)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(all_samples), [str(s) for s in sorted(all_samples)])
