@@ -106,9 +106,12 @@ def test_accuracy_panels_two_per_row_with_a_legend_that_names_what_the_lines_are
     accuracies = {"none": {1: [0.4, 0.5], 4: [0.7, 0.8]}}
     panels = {"MNIST → MNIST": accuracies, "MNIST → Fashion-MNIST": accuracies, "Fashion-MNIST → MNIST": accuracies}
     figure = plotting.plot_accuracy_panels(panels)
-    visible = [axes for axes in figure.axes if axes.get_visible()]
-    assert [axes.get_title() for axes in visible] == list(panels)
+    assert [axes.get_title() for axes in figure.axes[:3]] == list(panels)
+    assert figure.get_suptitle() == "finetune test accuracy against pretraining samples per class"
     assert len(figure.axes) == 4 and figure.get_size_inches()[0] <= 10
+    shared = figure.axes[3].get_legend()  # the fourth slot holds the one legend of all panels
+    assert [text.get_text() for text in shared.get_texts()] == ["none (mean of 2 seeds)"]
+    assert all(axes.get_legend() is None for axes in figure.axes[:3])
     pairs = plotting.plot_accuracy_vs_samples({"MNIST → MNIST": accuracies["none"]}, legend_title="dataset pair")
     assert pairs.axes[0].get_legend().get_title().get_text() == "dataset pair; band: 95% interval"
 
@@ -119,6 +122,9 @@ def test_watermark_marks_every_panel_and_the_title():
     assert figure.get_suptitle() == "run   [quick setting: numbers are not meaningful]"
     for axes in figure.axes:
         assert "quick setting: numbers are not meaningful" in [text.get_text() for text in axes.texts]
+    untitled = plotting.plot_accuracy_vs_samples({"none": {1: [0.5]}})
+    plotting.watermark(untitled, "quick")
+    assert [text.get_text() for text in untitled.axes[0].texts] == ["quick"] and not untitled.get_suptitle()
 
 
 def test_mean_and_interval():

@@ -198,7 +198,9 @@ def plot_accuracy_vs_samples(accuracies, title=None, ylabel="finetune test accur
         color = f"C{index % 10}"
         n_seeds = max(len(by_samples[s]) for s in samples)
         ax.plot(samples, means, "o-", color=color, label=f"{name} (mean of {n_seeds} seed{'s' if n_seeds > 1 else ''})")
-        ax.fill_between(samples, means - half_widths, means + half_widths, color=color, alpha=0.2)
+        # An accuracy lies in [0, 1]; with few seeds the interval can reach past that.
+        ax.fill_between(samples, np.clip(means - half_widths, 0, 1), np.clip(means + half_widths, 0, 1),
+                        color=color, alpha=0.2)
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(all_samples), [str(s) for s in sorted(all_samples)])
     ax.minorticks_off()
@@ -211,7 +213,8 @@ def plot_accuracy_vs_samples(accuracies, title=None, ylabel="finetune test accur
     return fig
 
 
-def plot_accuracy_panels(panels, ylabel="finetune test accuracy", legend_title="augmentation", columns=2):
+def plot_accuracy_panels(panels, ylabel="finetune test accuracy", legend_title="augmentation", columns=2,
+                         title="finetune test accuracy against pretraining samples per class"):
     """Several :func:`plot_accuracy_vs_samples` panels side by side, two per row, with a shared y axis.
 
     Args:
@@ -219,6 +222,7 @@ def plot_accuracy_panels(panels, ylabel="finetune test accuracy", legend_title="
             :func:`plot_accuracy_vs_samples`, e.g. one panel per dataset pair.
         ylabel, legend_title: as in :func:`plot_accuracy_vs_samples`.
         columns: panels per row.
+        title: the figure's title.
 
     Returns:
         matplotlib ``Figure``.
@@ -226,11 +230,21 @@ def plot_accuracy_panels(panels, ylabel="finetune test accuracy", legend_title="
     columns = min(columns, len(panels))
     rows = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4.2 * rows), squeeze=False, sharey=True)
-    for ax, (title, accuracies) in zip(axes.flat, panels.items()):
-        plot_accuracy_vs_samples(accuracies, title=title, ylabel=ylabel, ax=ax, legend_title=legend_title)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
-    fig.tight_layout()
+    for ax, (panel_title, accuracies) in zip(axes.flat, panels.items()):
+        plot_accuracy_vs_samples(accuracies, title=panel_title, ylabel=ylabel, ax=ax, legend_title=legend_title)
+    legend = axes.flat[0].get_legend()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    for ax in list(axes.flat)[:len(panels)]:
+        ax.get_legend().remove()  # the panels share one legend
+    spare = list(axes.flat)[len(panels):]
+    for ax in spare:
+        ax.axis("off")
+    fig.suptitle(title)
+    if spare:
+        spare[0].legend(handles, labels, title=legend.get_title().get_text(), loc="center", fontsize=10)
+    else:
+        fig.legend(handles, labels, title=legend.get_title().get_text(), loc="lower center", ncol=len(labels))
+    fig.tight_layout(rect=(0, 0 if spare else 0.12, 1, 1))
     return fig
 
 
@@ -241,9 +255,10 @@ def watermark(fig, text):
         ``fig``.
     """
     for ax in fig.axes:
-        if ax.get_visible():
+        if ax.get_visible() and ax.axison:  # panels, not a legend's slot
             ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", rotation=20, wrap=True,
-                    fontsize=13, fontweight="bold", color="#c0392b", alpha=0.45, zorder=10)
+                    fontsize=13, fontweight="bold", color="#c0392b", alpha=0.45, zorder=4)  # below a legend
     title = fig.get_suptitle()
-    fig.suptitle(f"{title}   [{text}]" if title else f"[{text}]", color="#c0392b")
+    if title:  # a figure without a title has no room above its panels
+        fig.suptitle(f"{title}   [{text}]", color="#c0392b")
     return fig
