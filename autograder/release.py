@@ -42,7 +42,7 @@ SHIPPED_FILES = {
 
 
 def stage_release(course_root, staging, kit_root=KIT_ROOT):
-    """Copy the course's release, and the :data:`SHIPPED_FILES` of ``kit_root``, into the kit's layout under ``staging``.
+    """Copy the course's release, and the :data:`SHIPPED_FILES` of ``kit_root``, into the kit's layout.
 
     Returns:
         ``staging``, holding ``handin/`` and ``notebooks/``.

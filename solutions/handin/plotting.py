@@ -230,7 +230,7 @@ def plot_accuracy_panels(panels, ylabel="finetune test accuracy", legend_title="
     columns = min(columns, len(panels))
     rows = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4.2 * rows), squeeze=False, sharey=True)
-    for ax, (panel_title, accuracies) in zip(axes.flat, panels.items()):
+    for ax, (panel_title, accuracies) in zip(axes.flat, panels.items(), strict=False):  # spare axes stay empty
         plot_accuracy_vs_samples(accuracies, title=panel_title, ylabel=ylabel, ax=ax, legend_title=legend_title)
     legend = axes.flat[0].get_legend()
     handles, labels = axes.flat[0].get_legend_handles_labels()
