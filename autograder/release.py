@@ -7,7 +7,9 @@ Steps:
    with ``ClearSolutions``, notebooks normalized, release gated).
 2. The release is staged in the kit's layout: ``handin/`` with the modules and
    ``notebooks/`` with every notebook except ``grading.ipynb`` (students never
-   get it; the grader adds it to each submission).
+   get it; the grader adds it to each submission), the student guide
+   (``notebooks/STUDENT_GUIDE.md``) and the students' JupyterLab configuration
+   (``notebooks/.jupyter/``).
 3. The gate runs again on exactly the staged files.
 4. The staged files replace the kit's ``handin/`` and ``notebooks/``, or, with
    ``--check``, are compared byte for byte with them (exit 1 on any difference).
@@ -30,10 +32,17 @@ from .gate import ReleaseLeakError, check_release, release_files
 RELEASE_FOLDERS = ("handin", "notebooks")
 #: File kinds that a release writes; only these are removed from the kit when they become stale.
 GENERATED_SUFFIXES = (".py", ".ipynb")
+#: Files the release ships besides nbgrader's output: the student guide, and the JupyterLab
+#: configuration that the guide's launch command uses (it hides nbgrader's instructor tools).
+SHIPPED_FILES = {
+    "docs/student-guide.md": "notebooks/STUDENT_GUIDE.md",
+    "solutions/jupyter/labconfig/page_config.json": "notebooks/.jupyter/labconfig/page_config.json",
+    "solutions/jupyter/jupyter_server_config.json": "notebooks/.jupyter/jupyter_server_config.json",
+}
 
 
-def stage_release(course_root, staging):
-    """Copy the course's release into the kit's layout under ``staging``.
+def stage_release(course_root, staging, kit_root=KIT_ROOT):
+    """Copy the course's release, and the :data:`SHIPPED_FILES` of ``kit_root``, into the kit's layout.
 
     Returns:
         ``staging``, holding ``handin/`` and ``notebooks/``.
@@ -49,6 +58,9 @@ def stage_release(course_root, staging):
             target = staging / "notebooks" / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
+    for source, target in SHIPPED_FILES.items():
+        (staging / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(kit_root) / source, staging / target)
     for folder in RELEASE_FOLDERS:
         (staging / folder).mkdir(exist_ok=True)
     return staging

@@ -1,4 +1,5 @@
-"""Notebooks 1 and 2 run top to bottom in a real Jupyter kernel against the solutions, in quick mode."""
+"""The notebooks in a real Jupyter kernel: 1 and 2 run top to bottom against the solutions; on the untouched
+release every notebook stops at the first unwritten function with one line that names it."""
 import json
 import os
 import shutil
@@ -8,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from conftest import KIT_ROOT
 
@@ -25,16 +27,40 @@ def student_layout(tmp_path_factory):
     return root
 
 
-def execute(path, data_root):
-    """Run a notebook in a fresh python3 kernel with the quick settings; return the executed notebook."""
+#: Edits a student would make for a shorter run: (notebook, line in it, replacement).
+SHORTER_RUNS = {"2_network_and_loss.ipynb": ("n_batches = 1500", "n_batches = 60")}
+#: The first function that Run All reaches in each notebook of the untouched release.
+FIRST_UNWRITTEN = {"1_augmentations.ipynb": ("collage", "augmentations.py"),
+                   "2_network_and_loss.ipynb": ("Net.apply_convs", "network.py"),
+                   "3_report.ipynb": ("Net.forward", "network.py")}
+
+
+def write_this(function, file_name):
+    return f"Write `{function}` in handin/{file_name} (between the YOUR CODE markers), then run this cell again."
+
+
+def edit_line(notebook, old, new):
+    """Change one line of a code cell, as a student would; fail if the line is not there."""
+    cells = [cell for cell in notebook.cells if cell.cell_type == "code" and old in cell.source]
+    assert len(cells) == 1, f"the notebook should have one cell with {old!r}"
+    cells[0].source = cells[0].source.replace(old, new)
+
+
+def execute(path, data_root, allow_errors=False):
+    """Run a notebook in a fresh python3 kernel, with a shorter run where it has one; return it with its outputs."""
     notebook = nbformat.read(path, as_version=4)
-    environment = {"HANDIN3_QUICK": "1", "HANDIN3_DATA": str(data_root), "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    if path.name in SHORTER_RUNS:
+        edit_line(notebook, *SHORTER_RUNS[path.name])
+    environment = {"HANDIN3_DATA": str(data_root), "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                   "OMP_NUM_THREADS": "1",
                    "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     saved = {key: os.environ.get(key) for key in environment}
     os.environ.update(environment)  # the kernel inherits the test process's environment
     try:
-        NotebookClient(notebook, timeout=600, kernel_name="python3",
+        NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=allow_errors,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
+    except CellExecutionError:
+        pass  # Run All stops at the failing cell; the caller looks at the outputs
     finally:
         for key, value in saved.items():
             if value is None:
@@ -75,6 +101,41 @@ def test_network_notebook_runs_checks_and_the_training_sanity_check(student_layo
                  "✓ training: train accuracy 1.00 on one sample per class"):
         assert line in printed
     assert outputs(notebook, "png") == 1, "the training curves"
+
+
+@pytest.fixture(scope="module")
+def release_layout(tmp_path_factory):
+    """A student's fresh copy of the generated release: untouched stubs in ``handin/``, the ``notebooks/``."""
+    root = tmp_path_factory.mktemp("release")
+    for folder in ("handin", "notebooks"):
+        shutil.copytree(KIT_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_UNWRITTEN))
+def test_run_all_on_the_untouched_release_stops_with_one_line_naming_the_first_function(release_layout, tiny_data,
+                                                                                      name):
+    notebook = execute(release_layout / "notebooks" / name, tiny_data[0])
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    failed = [index for index, cell in enumerate(code) if any(o.output_type == "error" for o in cell.outputs)]
+    assert len(failed) == 1, "Run All stops at the first failing cell"
+    assert not any(cell.outputs for cell in code[failed[0] + 1:]), "no cell after it ran"
+    error = code[failed[0]].outputs[-1]
+    assert error.output_type == "error" and error.ename == "NotImplementedError"
+    assert error.traceback == [write_this(*FIRST_UNWRITTEN[name])], "one line, no traceback through provided code"
+
+
+def test_other_errors_keep_their_traceback(release_layout):
+    """Only an untouched YOUR CODE block is shortened; a NotImplementedError from anywhere else is shown in full."""
+    notebook = nbformat.read(KIT_ROOT / "notebooks" / NOTEBOOKS[0], as_version=4)
+    setup = [cell for cell in notebook.cells if cell.cell_type == "code"][0]
+    elsewhere = nbformat.v4.new_code_cell('def helper():\n    raise NotImplementedError("a helper of mine")\nhelper()')
+    notebook.cells = [setup, elsewhere]
+    with pytest.raises(CellExecutionError):
+        NotebookClient(notebook, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(release_layout / "notebooks")}}).execute()
+    traceback = "\n".join(elsewhere.outputs[-1].traceback)
+    assert len(elsewhere.outputs[-1].traceback) > 1 and "a helper of mine" in traceback and "helper()" in traceback
 
 
 def test_source_notebooks_have_stable_cell_ids_and_no_outputs():

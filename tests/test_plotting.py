@@ -27,7 +27,7 @@ def images_and_labels():
     return torch.rand(12, 1, 28, 28, generator=generator), torch.arange(12) % 10
 
 
-@pytest.mark.parametrize("augmentation, blend_title", [("collage", "0.5·1 + 0.5·2"), ("none", "1")])
+@pytest.mark.parametrize("augmentation, blend_title", [("collage", "0.50·1 + 0.50·2"), ("none", "1")])
 def test_augmentation_grid_titles_show_inputs_and_soft_labels(augmentation, blend_title):
     images, labels = images_and_labels()
     figure = plotting.show_augmentations(images, labels, augmentation, n_classes=10, n_pairs=3, seed=0)
@@ -49,12 +49,28 @@ def test_augmentation_grid_is_seeded_and_leaves_numpy_state_alone():
     assert np.random.rand() == expected
 
 
-def test_soft_label_text():
-    assert plotting.soft_label_text(0.5, 3, 7) == "0.5·3 + 0.5·7"
+def test_soft_label_text_shows_both_weights_with_two_decimals():
+    assert plotting.soft_label_text(0.5, 3, 7) == "0.50·3 + 0.50·7"
     assert plotting.soft_label_text(0.2934, 3, 7) == "0.29·3 + 0.71·7"
-    assert plotting.soft_label_text(0.003, 3, 7) == "0.003·3 + 0.997·7"
+    assert plotting.soft_label_text(1e-9, 6, 1) == "0.00·6 + 1.00·1"  # an extreme Beta(0.3, 0.3) draw
     assert plotting.soft_label_text(1.0, 3, 7) == "3"
-    assert plotting.soft_label_text(0.5, 1, 2, class_names="-ab") == "0.5·a + 0.5·b"
+    assert plotting.soft_label_text(0.5, 1, 2, class_names="-ab") == "0.50·a + 0.50·b"
+
+
+def test_augmentation_grid_hands_copies_to_the_augmentation():
+    """A buggy augmentation that overwrites its inputs changes neither the caller's images nor the other panels."""
+    def vandal(batch_i, batch_j):
+        blended = batch_i.copy()
+        batch_i[...] = -1.0
+        batch_j[...] = -1.0
+        return blended, 1.0
+
+    images, labels = images_and_labels()
+    before = images.clone()
+    figure = plotting.show_augmentations(images, labels, vandal, n_classes=10, n_pairs=3, seed=0)
+    assert torch.equal(images, before)
+    shown = [axes.get_images()[0].get_array() for axes in figure.axes]
+    assert all(panel.min() >= 0 for panel in shown), "every panel shows the original pixels in [0, 1)"
 
 
 def test_curves_draw_running_means_and_test_points():
@@ -66,6 +82,9 @@ def test_curves_draw_running_means_and_test_points():
     assert np.allclose(train_line.get_ydata(), [2.0, 1.5, 0.5, 0.5])
     assert np.allclose(accuracy_axes.get_lines()[1].get_ydata(), [0.4, 0.8])
     assert len(loss_axes.get_lines()) == 4
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert legend == ["none", "mixup", "train: running mean over 2 batches", "test set"]
+    assert loss_axes.get_ylabel() == "cross-entropy loss" and accuracy_axes.get_xlabel() == "training batch"
 
 
 def test_accuracy_vs_samples_draws_means_and_95_percent_bands():
@@ -77,6 +96,35 @@ def test_accuracy_vs_samples_draws_means_and_95_percent_bands():
     band = axes.collections[0].get_paths()[0].vertices[:, 1]
     half_width = 4.303 * 0.1 / np.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
     assert np.isclose(band.max(), 0.5 + half_width) and np.isclose(band.min(), 0.5 - half_width)
+    legend = axes.get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["none (mean of 3 seeds)", "mixup (mean of 1 seed)"]
+    assert legend.get_title().get_text() == "augmentation; band: 95% interval"
+    assert [tick.get_text() for tick in axes.get_xticklabels()] == ["1", "4"]
+
+
+def test_accuracy_panels_two_per_row_with_a_legend_that_names_what_the_lines_are():
+    accuracies = {"none": {1: [0.4, 0.5], 4: [0.7, 0.8]}}
+    panels = {"MNIST → MNIST": accuracies, "MNIST → Fashion-MNIST": accuracies, "Fashion-MNIST → MNIST": accuracies}
+    figure = plotting.plot_accuracy_panels(panels)
+    assert [axes.get_title() for axes in figure.axes[:3]] == list(panels)
+    assert figure.get_suptitle() == "finetune test accuracy against pretraining samples per class"
+    assert len(figure.axes) == 4 and figure.get_size_inches()[0] <= 10
+    shared = figure.axes[3].get_legend()  # the fourth slot holds the one legend of all panels
+    assert [text.get_text() for text in shared.get_texts()] == ["none (mean of 2 seeds)"]
+    assert all(axes.get_legend() is None for axes in figure.axes[:3])
+    pairs = plotting.plot_accuracy_vs_samples({"MNIST → MNIST": accuracies["none"]}, legend_title="dataset pair")
+    assert pairs.axes[0].get_legend().get_title().get_text() == "dataset pair; band: 95% interval"
+
+
+def test_watermark_marks_every_panel_and_the_title():
+    figure = plotting.plot_curves(training.History(train_loss=[1.0], train_accuracy=[0.5]), window=1, title="run")
+    plotting.watermark(figure, "quick setting: numbers are not meaningful")
+    assert figure.get_suptitle() == "run   [quick setting: numbers are not meaningful]"
+    for axes in figure.axes:
+        assert "quick setting: numbers are not meaningful" in [text.get_text() for text in axes.texts]
+    untitled = plotting.plot_accuracy_vs_samples({"none": {1: [0.5]}})
+    plotting.watermark(untitled, "quick")
+    assert [text.get_text() for text in untitled.axes[0].texts] == ["quick"] and not untitled.get_suptitle()
 
 
 def test_mean_and_interval():

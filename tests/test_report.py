@@ -1,6 +1,6 @@
 """The report notebook: runs top to bottom in a real kernel, and only loads saved results under nbgrader.
 
-The notebook runs in the quick setting on tiny IDX datasets that the tests write,
+The notebook runs in its default, quick setting on tiny IDX datasets that the tests write,
 with the solutions copied as ``handin/`` next to it (the student release layout).
 """
 import json
@@ -13,8 +13,11 @@ from nbclient import NotebookClient
 from conftest import KIT_ROOT
 
 NOTEBOOK = KIT_ROOT / "solutions" / "notebooks" / "3_report.ipynb"
-#: 2 experiments: MNIST -> (MNIST, Fashion-MNIST) and Fashion-MNIST -> MNIST; 3 seeds x 3 augmentations x 7 s.
-N_RUNS = 3 * 3 * 3 * 7
+#: 2 experiments: MNIST -> (MNIST, Fashion-MNIST) and Fashion-MNIST -> MNIST; quick: 2 seeds x 3 augmentations x 3 s.
+N_RUNS = 3 * 2 * 3 * 3
+#: The full setting: 3 seeds x 3 augmentations x 7 s per dataset pair.
+N_FULL_RUNS = 3 * 3 * 3 * 7
+QUICK_BANNER = "QUICK SETTING: NUMBERS ARE NOT MEANINGFUL"
 #: 2 augmentation grids, pretrain and finetune curves for 2 values of s, accuracy vs s, same vs cross.
 N_FIGURES = 2 + 4 + 1 + 1
 
@@ -28,14 +31,18 @@ def make_kit(root):
     return root / "notebooks" / NOTEBOOK.name
 
 
-def execute(path, monkeypatch, **env):
-    """Run the notebook in a fresh kernel with these environment variables; return it with outputs."""
+def execute(path, monkeypatch, setting="quick", **env):
+    """Run the notebook in a fresh kernel with its ``SETTING`` line set as a student would, and these
+    environment variables; return it with outputs."""
     for name in ("NBGRADER_EXECUTION", "HANDIN3_QUICK", "HANDIN3_DATA", "HANDIN3_RESULTS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, str(value))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     notebook = nbformat.read(path, as_version=4)
+    setup = notebook.cells[1]
+    assert 'SETTING = "quick"\n' in setup.source, "the first code cell chooses the setting"
+    setup.source = setup.source.replace('SETTING = "quick"\n', f'SETTING = "{setting}"\n')
     NotebookClient(notebook, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     return notebook
@@ -57,13 +64,14 @@ def trained_report(tiny_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("kit")
     path = make_kit(root)
     with pytest.MonkeyPatch.context() as patch:
-        notebook = execute(path, patch, HANDIN3_QUICK=1, HANDIN3_DATA=tiny_data[0])
+        notebook = execute(path, patch, HANDIN3_DATA=tiny_data[0])
     return root, notebook
 
 
-def test_report_runs_the_experiment_in_the_quick_setting(trained_report):
+def test_report_runs_the_experiment_in_the_quick_setting_and_says_so(trained_report):
     root, notebook = trained_report
-    records = json.loads((root / "results" / "experiment.json").read_text())["runs"]
+    assert not (root / "results" / "experiment.json").exists(), "the quick setting never writes the hand-in file"
+    records = json.loads((root / "results" / "quick.json").read_text())["runs"]
     assert len(records) == N_RUNS
     assert {(r["pretrain_dataset"], r["finetune_dataset"]) for r in records} == {
         ("mnist", "mnist"), ("mnist", "fashion-mnist"), ("fashion-mnist", "mnist")}
@@ -73,15 +81,29 @@ def test_report_runs_the_experiment_in_the_quick_setting(trained_report):
     for letter in "abcd":
         assert f"({letter}) " in text
     assert any(verdict in text for verdict in ("HOLDS", "DOES NOT HOLD", "INCONCLUSIVE"))
+    assert text.count(QUICK_BANNER) == 2, "before the experiment and above the findings"
+    assert "(quick setting: numbers are not meaningful)" in text
+
+
+def test_the_progress_bar_names_the_experiment_seed_and_phase(trained_report):
+    _, notebook = trained_report
+    bars = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
+            if "application/vnd.jupyter.widget-view+json" in output.get("data", {})]
+    assert len(bars) == 2, "one bar per experiment, left in view"
+    # The bars' last state, as saved with the notebook; tqdm writes spaces as U+2007 in a widget.
+    text = json.dumps(notebook.metadata.get("widgets", {}), ensure_ascii=False).replace("\u2007", " ")
+    for description in ("mnist → mnist and fashion-mnist, seed 1: finetuning on fashion-mnist",
+                        "fashion-mnist → mnist, seed 1: finetuning on mnist"):
+        assert description in text
 
 
 def test_under_nbgrader_the_report_loads_saved_results_instead_of_training(trained_report, tmp_path, monkeypatch):
     root, trained = trained_report
-    results = root / "results" / "experiment.json"
+    results = root / "results" / "quick.json"
     before = results.read_bytes()
     # No datasets at all: training would fail, so every figure must come from the saved results.
     notebook = execute(root / "notebooks" / NOTEBOOK.name, monkeypatch, NBGRADER_EXECUTION="autograde",
-                       HANDIN3_QUICK=1, HANDIN3_DATA=tmp_path / "no-data")
+                       HANDIN3_DATA=tmp_path / "no-data")
     assert results.read_bytes() == before
     assert f"{N_RUNS} runs from" in outputs_text(notebook)
     assert n_figures(notebook) == N_FIGURES - 2  # the augmentation examples need the images
@@ -90,10 +112,10 @@ def test_under_nbgrader_the_report_loads_saved_results_instead_of_training(train
 
 def test_under_nbgrader_without_results_the_report_says_so_and_does_not_crash(tiny_data, tmp_path, monkeypatch):
     path = make_kit(tmp_path)
-    notebook = execute(path, monkeypatch, NBGRADER_EXECUTION="autograde", HANDIN3_QUICK=1,
-                       HANDIN3_DATA=tiny_data[0])
+    notebook = execute(path, monkeypatch, setting="full", NBGRADER_EXECUTION="autograde", HANDIN3_DATA=tiny_data[0])
     text = outputs_text(notebook)
-    assert f"holds 0 of the {N_RUNS} runs" in text and "hand in that file" in text
+    assert f"experiment.json holds 0 of the {N_FULL_RUNS} runs" in text and "hand in that file" in text
+    assert QUICK_BANNER not in text
     assert "no results yet" in text
     assert not (tmp_path / "results").exists()
 

@@ -228,3 +228,19 @@ def test_visible_checks_catch_nearly_every_realistic_bug(tmp_path):
         if not failed:
             missed.append(bug.name)
     assert len(missed) <= len(submissions.BUGS) // 10, f"bugs no visible check notices: {missed}"
+
+
+def test_augment_hands_copies_to_the_augmentation(solution):
+    """A student augmentation that overwrites its inputs changes neither the batch nor the later pairs."""
+    def vandal(batch_i, batch_j):
+        blended = batch_i.copy()
+        batch_i[...] = -1.0
+        batch_j[...] = -1.0
+        return blended, 1.0
+
+    batch = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    before = batch.clone()
+    np.random.seed(0)
+    blended, soft_labels = solution.augmentations.augment(vandal, batch, torch.arange(6), n_classes=6)
+    assert torch.equal(batch, before)
+    assert torch.equal(blended, before), "every image was blended from its original pixels"

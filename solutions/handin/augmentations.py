@@ -114,7 +114,9 @@ def blend_batch(combine, images):
         partners: int array ``[B]`` from :func:`random_partners`.
     """
     partners = random_partners(len(images))
-    blended, weights = zip(*(combine(images[b], images[p]) for b, p in enumerate(partners)))
+    # Copies: an image is used several times per batch, and a combine that modified
+    # its inputs in place would change the batch for the pairs after it.
+    blended, weights = zip(*(combine(images[b].copy(), images[p].copy()) for b, p in enumerate(partners)))
     return np.stack(blended), np.asarray(weights, dtype=float), partners
 
 
