@@ -52,6 +52,7 @@ EXPERIMENT_PAIRS = (("mnist", "mnist"), ("mnist", "fashion-mnist"), ("fashion-mn
 #: The pair whose training curves the report shows.
 CURVES_PAIR = ("mnist", "fashion-mnist")
 CURVE_WINDOW = 50
+QUICK_CURVE_WINDOW = 5  # the quick setting's runs are a few dozen batches long
 
 
 class ResultsProblem(ValueError):
@@ -291,20 +292,18 @@ def curves_outputs(kit, selection):
         for phase in ("pretrain", "finetune"):
             histories = {r["augmentation"]: kit.training.History(**r[phase]) for r in records if r["s"] == s}
             title = f"{phase}, {kit.findings.pair_name(CURVES_PAIR)}, s = {s}"
-            outputs.append(png_output(kit.plotting.plot_curves(histories, window=CURVE_WINDOW, title=title)))
+            window = QUICK_CURVE_WINDOW if selection.quick else CURVE_WINDOW
+            fig = kit.plotting.plot_curves(histories, window=window, title=title)
+            outputs.append(png_output(marked(kit, selection, fig)))
     return outputs
 
 
 def accuracy_outputs(kit, selection):
-    import matplotlib.pyplot as plt
-
     table = kit.findings.accuracy_table(selection.records)
-    fig, axes = plt.subplots(1, len(table), figsize=(5.5 * len(table), 4), squeeze=False, sharey=True)
-    for ax, (pair, by_augmentation) in zip(axes[0], table.items()):
-        accuracies = {a: {s: list(by_seed.values()) for s, by_seed in by_s.items()}
-                      for a, by_s in by_augmentation.items()}
-        kit.plotting.plot_accuracy_vs_samples(accuracies, title=kit.findings.pair_name(pair), ax=ax)
-    return [png_output(fig)]
+    panels = {kit.findings.pair_name(pair): {a: {s: list(by_seed.values()) for s, by_seed in by_s.items()}
+                                             for a, by_s in by_augmentation.items()}
+              for pair, by_augmentation in table.items()}
+    return [png_output(marked(kit, selection, kit.plotting.plot_accuracy_panels(panels)))]
 
 
 def same_vs_cross_outputs(kit, selection):
@@ -313,8 +312,14 @@ def same_vs_cross_outputs(kit, selection):
                      for pair, by_aug in table.items() if "none" in by_aug}
     if not same_vs_cross:
         return [text_output("No runs without augmentation: no same-vs-cross figure.")]
-    return [png_output(kit.plotting.plot_accuracy_vs_samples(same_vs_cross,
-                                                             title="no augmentation: same vs cross dataset"))]
+    fig = kit.plotting.plot_accuracy_vs_samples(same_vs_cross, title="no augmentation: same vs cross dataset",
+                                                legend_title="pretraining → finetuning")
+    return [png_output(marked(kit, selection, fig))]
+
+
+def marked(kit, selection, fig):
+    """``fig``, with the quick setting's banner across it when the runs are from the quick setting."""
+    return kit.plotting.watermark(fig, kit.engine.QUICK_BANNER) if selection.quick else fig
 
 
 def findings_outputs(kit, selection):
@@ -327,7 +332,7 @@ REPORT_CELLS = {
     "report_records(": records_outputs,
     "show_augmentations(": augmentation_outputs,
     "plot_curves(": curves_outputs,
-    "plot_accuracy_vs_samples(accuracies": accuracy_outputs,
+    "plot_accuracy_panels(": accuracy_outputs,
     "same_vs_cross": same_vs_cross_outputs,
     "findings.report(": findings_outputs,
 }

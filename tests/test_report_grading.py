@@ -22,7 +22,7 @@ from graded_reports import ACTIVE_PATTERNS, BENIGN_ANSWER, REPORT, generate_feed
 from report_results import results_data
 
 #: The figures the report draws from the results: 4 training-curve figures, accuracy against s, same vs cross.
-FIGURES = {"plot_curves(": 4, "plot_accuracy_vs_samples(accuracies": 1, "same_vs_cross": 1}
+FIGURES = {"plot_curves(": 4, "plot_accuracy_panels(": 1, "same_vs_cross": 1}
 
 
 @pytest.fixture(scope="module")
