@@ -197,3 +197,11 @@ def test_a_worker_that_runs_another_kit_is_a_grader_error(tmp_path):
     with pytest.raises(ClusterFault, match="bwrap"):
         accept(json.dumps({"host": "h", "fault": "the sandbox failed on h: bwrap"}), handin, seed=7)
 
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(monkeypatch):
+    from autograder import distributed as on_dask
+
+    monkeypatch.setattr(on_dask, "CONNECT_SECONDS", 2)
+    with pytest.raises(ConnectionError, match="Start one with `dask scheduler`"):
+        on_dask.connect("tcp://127.0.0.1:9")
