@@ -34,6 +34,7 @@ import functools
 import json
 import socket
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -91,9 +92,21 @@ def prepare_worker(use_sandbox, allow_unenforced_limits):
         sandbox.cleanup_stale()
 
 
-@functools.lru_cache(maxsize=2)
+_inputs_lock = threading.Lock()
+
+
 def hidden_inputs(seed):
-    """The hidden inputs of ``seed``, made once per worker process (a few seconds each)."""
+    """The hidden inputs of ``seed``, made once per worker process (a few seconds each).
+
+    One thread at a time: making them seeds torch's global generator, so two threads
+    (``dask worker --nthreads 2``) making them at once would get other inputs than the seed's.
+    """
+    with _inputs_lock:
+        return _hidden_inputs(seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _hidden_inputs(seed):
     from .judge.core import HiddenInputs
 
     return HiddenInputs(seed=seed)
