@@ -105,8 +105,10 @@ def prepare_course(results):
                           "autograder/grading.ipynb")
 
 
-def judge_all(submissions, results, workers, use_sandbox, force, progress, faults, time_limit=None):
-    """Judge the students whose verdict is not cached yet (or all with ``force``), ``workers`` at a time.
+def judge_all(submissions, results, workers, use_sandbox, force, progress, faults, time_limit=None,
+              scheduler=None, allow_unenforced_limits=False):
+    """Judge the students whose verdict is not cached yet (or all with ``force``), ``workers`` at a time,
+    or, with ``scheduler`` (a Dask address), one task per student on its workers (:mod:`.distributed`).
 
     The work happens in sandboxed children, so threads suffice here; each verdict is
     stored in the judge's cache (keyed by the modules' bytes) the moment it arrives. A
@@ -125,9 +127,21 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress, fault
     if len(todo) < len(submissions) and not force:
         progress.write(f"{len(submissions) - len(todo)} student(s) already judged with the same files: "
                        "skipped (use --force)")
-    inputs = HiddenInputs(cache_dir=results.verdicts)
     limits = DEFAULT_LIMITS if time_limit is None else dataclasses.replace(
         DEFAULT_LIMITS, wall_seconds=time_limit, cpu_seconds=int(time_limit))
+
+    def record_fault(submission, message):
+        faults[submission.student_id] = message
+        progress.write(inert(f"{submission.student_id}: {message}"))
+
+    if scheduler:
+        from .distributed import judge_on_cluster
+
+        judge_on_cluster(scheduler, todo, lambda submission: handin_of(results, submission), results.verdicts,
+                         limits=limits, use_sandbox=use_sandbox, allow_unenforced_limits=allow_unenforced_limits,
+                         progress=progress, record_fault=record_fault)
+        return [s.student_id for s in todo]
+    inputs = HiddenInputs(cache_dir=results.verdicts)
 
     def one(submission):
         handin = handin_of(results, submission)
@@ -136,8 +150,7 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress, fault
             cache.store(verdict, handin, cache_dir=results.verdicts)
         except Exception as error:  # noqa: BLE001 - the grader's fault, never the student's: report, go on
             kind = "the sandbox failed" if isinstance(error, SandboxFault) else "the judge failed"
-            faults[submission.student_id] = f"{kind}: {type(error).__name__}: {error}"
-            progress.write(inert(f"{submission.student_id}: {faults[submission.student_id]}"))
+            record_fault(submission, f"{kind}: {type(error).__name__}: {error}")
         return submission
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -296,8 +309,10 @@ class PhaseClock:
 
 
 def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_regexp=collecting.LMS_REGEXP,
-          time_limit=None, quiet=False, allow_unenforced_limits=False):
+          time_limit=None, quiet=False, allow_unenforced_limits=False, scheduler=None):
     """Grade every submission in ``submissions_dir`` into ``out``; returns the CSV rows.
+
+    ``scheduler`` (a Dask scheduler's address) judges on its workers instead of here.
 
     Refuses to start (``SandboxUnavailable``) when a sandbox limit cannot be enforced here,
     unless ``allow_unenforced_limits``; which limits hold, and how, goes into ``run.json``.
@@ -339,7 +354,8 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
                 keys[submission.student_id] = guarded(faults, submission, verdict_key, results, submission)
         gradable = [s for s in submissions if s.gradable and s.student_id not in faults]
         with tqdm(total=len(gradable), desc="judging", unit="student", disable=quiet, dynamic_ncols=True) as bar:
-            judged = judge_all(gradable, results, workers, use_sandbox, force, bar, faults, time_limit)
+            judged = judge_all(gradable, results, workers, use_sandbox, force, bar, faults, time_limit, scheduler,
+                               allow_unenforced_limits)
         clock.lap("judge", students=len(judged))
 
         done = read_json(results.autograded_keys) or {}
@@ -437,6 +453,9 @@ def parse_args(argv):
     parser.add_argument("--allow-unenforced-limits", action="store_true",
                         help="grade even where a sandbox limit cannot be enforced (it is printed and recorded)")
     parser.add_argument("--workers", type=int, default=2, help="judge processes in parallel (default 2)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:8786", default=None,
+                        help="judge on the workers of this Dask scheduler, one task per student "
+                             "(docs/ta-guide.md, \"Scale out on Dask\"); --workers is then unused")
     parser.add_argument("--time-limit", type=float, default=None,
                         help="wall-clock and CPU seconds for one student's code run (default: the judge's)")
     parser.add_argument("--lms-regexp", default=collecting.LMS_REGEXP,
@@ -450,8 +469,8 @@ def main(argv):
     try:
         rows = grade(options.submissions, options.out, force=options.force, use_sandbox=not options.no_sandbox,
                      workers=options.workers, lms_regexp=options.lms_regexp, time_limit=options.time_limit,
-                     allow_unenforced_limits=options.allow_unenforced_limits)
-    except (sandbox.SandboxUnavailable, GraderError, CourseBuildError, ReleaseLeakError) as error:
+                     allow_unenforced_limits=options.allow_unenforced_limits, scheduler=options.scheduler)
+    except (sandbox.SandboxUnavailable, GraderError, CourseBuildError, ReleaseLeakError, ConnectionError) as error:
         print(f"grade: {error}", file=sys.stderr)
         return 2
     print(format_table(rows))
