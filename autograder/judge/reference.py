@@ -72,3 +72,30 @@ def accuracy(state, prefix, sizes, x, y, head="forward"):
     net = reference_net(state, prefix, sizes)
     log_probs = getattr(net, head)(torch.from_numpy(x))
     return float((log_probs.argmax(dim=1).numpy() == y).mean())
+
+
+def learned_accuracy(state, prefix, sizes, x, y, order, lr, seed):
+    """Accuracy on ``(x, y)`` after training the reference network as the runner trains the student's.
+
+    Plain SGD through ``forward`` on the batches ``x[order[step]]``, the NLL of ``y``, with the
+    students' ``Dropout2d`` after conv2 (the reference network has none: it is used in eval mode);
+    ``seed`` seeds torch's global generator before the network is built, as the runner does, so
+    that a ``Net`` built like the reference one draws the same dropout masks.
+    """
+    torch.manual_seed(seed)
+    net = reference_net(state, prefix, sizes)
+    images, labels = torch.from_numpy(x), torch.from_numpy(y)
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+
+    def forward_with_dropout(batch):
+        features = F.relu(F.max_pool2d(net.conv1(batch), 2))
+        features = F.relu(F.max_pool2d(F.dropout2d(net.conv2(features), 0.5, training=True), 2))
+        return F.log_softmax(net.pretrainer(features.flatten(start_dim=1)), dim=1)
+
+    for batch in torch.from_numpy(order):
+        loss = -forward_with_dropout(images[batch]).gather(1, labels[batch].unsqueeze(1)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return accuracy({f"{prefix}.{name}": value.detach().numpy() for name, value in net.state_dict().items()},
+                    prefix, sizes, x, y)
