@@ -2,5 +2,7 @@
 
 Modules you complete: ``augmentations``, ``network``, ``utils``.
 Provided modules: ``data``, ``training``, ``plotting``, ``checks`` (visible self-checks),
-``engine`` (the fast experiment engine) and ``findings`` (tests the report's claims).
+``engine`` (the fast experiment engine; its parts are in ``engine_config``,
+``engine_stacked``, ``engine_group`` and ``engine_results``) and ``findings`` (tests the
+report's claims).
 """
