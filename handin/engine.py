@@ -13,7 +13,7 @@ faster because it
 
 1. decodes and normalizes each dataset once (``data.get_dataset``) and picks batches by index;
 2. prepares the augmented batches of every run with the numpy half of ``augment``
-   (``blend_batch``, which calls your ``collage`` or ``mixup``) and that run's own
+   (``blending.blend_batch``, which calls your ``collage`` or ``mixup``) and that run's own
    numpy random state, exactly as the plain loop would, in a thread, while the runs
    train on the previous chunk of batches;
 3. trains all runs of one seed together: ``torch.func.stack_module_state`` stacks

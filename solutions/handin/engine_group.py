@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from .augmentations import AUGMENTATION_DICT, blend_batch, blended_soft_labels
+from .blending import AUGMENTATION_DICT, blend_batch, blended_soft_labels
 from .data import N_CLASSES
 from .engine_config import curve_test_set, datasets_for
 from .engine_stacked import (
