@@ -17,12 +17,11 @@ import secrets
 import stat
 from pathlib import Path
 
-from .. import STUDENT_MODULES
+from .. import STUDENT_MODULES, VERDICTS_ENV
 from ..files import write_atomically
 
 JUDGE_DIR = Path(__file__).resolve().parent
 MAX_MODULE_BYTES = 1_000_000
-VERDICTS_ENV = "HANDIN3_VERDICTS"
 SECRET_NAME = "secret"
 SECRET_BYTES = 32
 
