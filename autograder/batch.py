@@ -35,20 +35,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import ASSIGNMENT, KIT_ROOT
+from . import ASSIGNMENT, CELL_JUDGES_ENV, KIT_ENV, KIT_ROOT, SANDBOX_ENV, VERDICTS_ENV
 from . import collect as collecting
 from . import sandbox
-from .cell import CELL_JUDGES_ENV
 from .course import CourseBuildError
 from .files import write_atomically
 from .gate import ReleaseLeakError
 from .judge import cache
+from .judge.points import PARTS
 from .sandbox import SandboxFault
 
-PARTS = ("collage", "mixup", "cross_entropy", "network", "frozen_finetuning")
 CSV_COLUMNS = ("student_id",) + PARTS + ("total", "max_total", "status", "notes")
 GRADING = collecting.GRADING
-VERDICTS_ENV = "HANDIN3_VERDICTS"  # where grading.ipynb's grade cells find the verdicts
 
 
 class GraderError(RuntimeError):
@@ -167,8 +165,8 @@ def handin_of(results, submission):
 def nbgrader_environment(results, use_sandbox):
     """nbgrader runs ``alembic`` by PATH; the grade cells find the kit and the verdicts through these."""
     environment = dict(os.environ)
-    environment["HANDIN3_KIT"] = str(KIT_ROOT)
-    environment["HANDIN3_SANDBOX"] = "1" if use_sandbox else "0"
+    environment[KIT_ENV] = str(KIT_ROOT)
+    environment[SANDBOX_ENV] = "1" if use_sandbox else "0"
     environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
     environment[VERDICTS_ENV] = str(results.verdicts)
     environment[CELL_JUDGES_ENV] = "0"  # every verdict exists before nbgrader starts: a missing one is an error

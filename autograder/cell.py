@@ -28,10 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-KIT_ENV = "HANDIN3_KIT"
-SANDBOX_ENV = "HANDIN3_SANDBOX"
-#: ``0``: verdicts were computed before nbgrader started (the batch grader); a missing one is an error.
-CELL_JUDGES_ENV = "HANDIN3_CELL_JUDGES"
+from . import CELL_JUDGES_ENV, KIT_ROOT, SANDBOX_ENV
+
 #: Upper bound for one uncached judge run (every part crashing and timing out in turn).
 JUDGE_TIMEOUT_SECONDS = 660
 
@@ -43,17 +41,13 @@ class HiddenTestFailure(Exception):
         return str(self).splitlines()
 
 
-def kit_root():
-    return Path(__file__).resolve().parent.parent
-
-
 def run_judge(handin_dir, cache_dir):
     """Judge ``handin_dir`` in a fresh isolated interpreter and store the verdict in ``cache_dir``."""
     sandbox = os.environ.get(SANDBOX_ENV, "1") != "0"
     bootstrap = ("import sys; sys.path.insert(0, sys.argv[1]); from autograder.judge.__main__ import main; "
                  "sys.exit(main(sys.argv[2:]))")
     with tempfile.TemporaryDirectory(prefix="handin3-cell-") as scratch:
-        command = [sys.executable, "-I", "-c", bootstrap, str(kit_root()), "--handin", str(handin_dir),
+        command = [sys.executable, "-I", "-c", bootstrap, str(KIT_ROOT), "--handin", str(handin_dir),
                    "--out", str(Path(scratch) / "verdict.json"), "--cache", str(cache_dir)]
         if not sandbox:
             command.append("--no-sandbox")

@@ -24,8 +24,7 @@ import numpy as np
 
 from . import ASSIGNMENT
 from .files import write_atomically
-
-PARTS = ("collage", "mixup", "cross_entropy", "network", "frozen_finetuning")
+from .judge.points import PARTS
 
 STATUS_TEXT = {
     "ok": "Your code ran to the end; the points below are what the hidden tests gave.",

@@ -35,20 +35,22 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
 
 ASSIGNMENT = "hand_in_3"
 COURSE_ROOT = Path(__file__).resolve().parent
+#: ``autograder.KIT_ENV``, spelled out: this file runs before the kit can be imported.
+KIT_ENV = "HANDIN3_KIT"
 
 
 def find_kit():
     """The kit root: ``$HANDIN3_KIT``, else a parent of this file or of the venv that holds ``autograder/cell.py``."""
-    if os.environ.get("HANDIN3_KIT"):
-        return Path(os.environ["HANDIN3_KIT"]).resolve()
+    if os.environ.get(KIT_ENV):
+        return Path(os.environ[KIT_ENV]).resolve()
     for folder in [*Path(__file__).resolve().parents, *Path(sys.prefix).resolve().parents]:
         if (folder / "autograder" / "cell.py").is_file():
             return folder
-    raise RuntimeError(f"{__file__}: cannot find the course kit; set HANDIN3_KIT to the folder that holds autograder/")
+    raise RuntimeError(f"{__file__}: cannot find the course kit; set {KIT_ENV} to the folder that holds autograder/")
 
 
 KIT = find_kit()
-os.environ["HANDIN3_KIT"] = str(KIT)
+os.environ[KIT_ENV] = str(KIT)
 if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 

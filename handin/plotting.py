@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
-from .augmentations import AUGMENTATION_DICT
+from .blending import AUGMENTATION_DICT
 from .utils import running_mean
 
 #: Two-sided 95% quantiles of Student's t distribution, by degrees of freedom.

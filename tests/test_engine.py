@@ -16,6 +16,7 @@ from conftest import KIT_ROOT
 from packages import load_module
 
 engine = load_module(KIT_ROOT / "solutions" / "handin", "handin_solutions", "engine")
+engine_group = load_module(KIT_ROOT / "solutions" / "handin", "handin_solutions", "engine_group")
 findings = load_module(KIT_ROOT / "solutions" / "handin", "handin_solutions", "findings")
 network = load_module(KIT_ROOT / "solutions" / "handin", "handin_solutions", "network")
 
@@ -122,7 +123,8 @@ def test_the_engine_falls_back_when_features_cannot_be_cached(tiny_root, tmp_pat
         def finetune_parameters(self):
             return list(self.parameters())
 
-    monkeypatch.setattr(engine, "Net", FinetuneEverything)
+    for builds_nets in (engine, engine_group):  # plain_run and RunGroup
+        monkeypatch.setattr(builds_nets, "Net", FinetuneEverything)
     config = engine.ExperimentConfig(pretrain_dataset="mnist", finetune_datasets=("fashion-mnist",),
                                      augmentations=("collage",), samples=(4,), seeds=(1,),
                                      pretrain_batches=30, finetune_batches=60, test_every=30)

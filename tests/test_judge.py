@@ -105,6 +105,17 @@ def test_missing_module_costs_only_its_parts(tmp_path, inputs):
     assert [parts[p]["score"] for p in ("collage", "mixup", "cross_entropy")] == [10, 10, 10]
 
 
+def test_the_kits_finetuning_blends_with_the_kits_augment(tmp_path, inputs):
+    """Provided code in a student's augmentations.py (a broken augment, no_aug) is never what the judge runs."""
+    handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
+    with open(handin / "augmentations.py", "a") as module:
+        module.write("\n\ndef augment(*args, **kwargs):\n    raise RuntimeError('a student copy of augment')\n\n\n"
+                     "no_aug = augment\nAUGMENTATION_DICT = {}\n")
+    verdict = judge_submission(handin, sandbox=False, limits=QUICK, inputs=inputs)
+    assert verdict["parts"]["frozen_finetuning"]["status"] == "ok", verdict["parts"]["frozen_finetuning"]
+    assert verdict["score"] == sum(part_max(part) for part in PARTS)
+
+
 def test_symlinked_module_is_refused_not_followed(tmp_path):
     """A network.py that links to the instructor's solution must not be graded as the student's."""
     handin = tmp_path / "handin"

@@ -65,6 +65,16 @@ def test_release_has_stubs_where_solutions_were(course):
     assert not (KIT_ROOT / "notebooks" / "grading.ipynb").exists()
 
 
+def test_the_students_augmentations_file_holds_only_what_they_write():
+    """The provided batch code (augment, partners, soft labels) lives in blending.py, which the grader and
+    the engine take from the kit; the student's augmentations.py defines their two functions and nothing else."""
+    released = (KIT_ROOT / "handin" / "augmentations.py").read_text()
+    assert _definitions(released) == ["collage", "mixup"]
+    blending = (SOLUTIONS / "handin" / "blending.py").read_text()
+    assert {"augment", "blend_batch", "blended_soft_labels", "no_aug", "random_partners"} <= set(_definitions(blending))
+    assert "blending.py" not in STUDENT_MODULES
+
+
 def _definitions(source):
     return sorted(node.name for node in ast.walk(ast.parse(source))
                   if isinstance(node, (ast.FunctionDef, ast.ClassDef)))

@@ -15,7 +15,7 @@ RELEASE = KIT_ROOT / "handin"
 def solution():
     """The solutions package, loaded as ``handin_solutions``."""
     package = load_package(SOLUTIONS, "handin_solutions")
-    from handin_solutions import augmentations, checks, network, utils  # noqa: F401
+    from handin_solutions import augmentations, blending, checks, network, utils  # noqa: F401
     return package
 
 
@@ -241,6 +241,6 @@ def test_augment_hands_copies_to_the_augmentation(solution):
     batch = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     before = batch.clone()
     np.random.seed(0)
-    blended, soft_labels = solution.augmentations.augment(vandal, batch, torch.arange(6), n_classes=6)
+    blended, soft_labels = solution.blending.augment(vandal, batch, torch.arange(6), n_classes=6)
     assert torch.equal(batch, before)
     assert torch.equal(blended, before), "every image was blended from its original pixels"

@@ -17,12 +17,11 @@ import secrets
 import stat
 from pathlib import Path
 
-from .. import STUDENT_MODULES
+from .. import STUDENT_MODULES, VERDICTS_ENV
 from ..files import write_atomically
 
 JUDGE_DIR = Path(__file__).resolve().parent
 MAX_MODULE_BYTES = 1_000_000
-VERDICTS_ENV = "HANDIN3_VERDICTS"
 SECRET_NAME = "secret"
 SECRET_BYTES = 32
 
@@ -34,9 +33,10 @@ class SubmissionError(ValueError):
 #: The judge's files that decide a verdict; editing any of them invalidates cached verdicts.
 VERDICT_SOURCES = ("cache.py", "checks.py", "core.py", "digits.py", "hidden.py", "pictures.py", "points.py",
                    "reference.py", "runner.py")
-#: The kit's provided modules that the child runs (the kit's own finetuning); the others
-#: (plotting, checks, engine...) are copied too but cannot change a verdict.
-PROVIDED_SOURCES = ("__init__.py", "training.py")
+#: The kit's provided modules that the child runs (the kit's own finetuning, which blends its
+#: batches with the kit's ``blending.augment``); the others (plotting, checks, engine...) are
+#: copied too but cannot change a verdict.
+PROVIDED_SOURCES = ("__init__.py", "blending.py", "training.py")
 
 
 def judge_version():

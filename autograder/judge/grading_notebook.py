@@ -7,7 +7,7 @@ import sys
 
 import nbformat
 
-from .. import KIT_ROOT
+from .. import KIT_ENV, KIT_ROOT
 from .points import POINTS, cell_id
 
 NOTEBOOK_PATH = KIT_ROOT / "autograder" / "grading.ipynb"
@@ -47,14 +47,15 @@ DESCRIPTIONS = {
 
 HIDDEN_TEST = """### BEGIN HIDDEN TESTS
 import os, sys
-sys.path.insert(0, os.environ["HANDIN3_KIT"])
+sys.path.insert(0, os.environ["{kit_env}"])
 from autograder.cell import check
 check({part!r}, {name!r})
 ### END HIDDEN TESTS"""
 
 
 def grade_cell(part, name, points):
-    source = f"# {part}: {DESCRIPTIONS[part, name]} ({points} points)\n" + HIDDEN_TEST.format(part=part, name=name)
+    test = HIDDEN_TEST.format(kit_env=KIT_ENV, part=part, name=name)
+    source = f"# {part}: {DESCRIPTIONS[part, name]} ({points} points)\n" + test
     cell = nbformat.v4.new_code_cell(source)
     cell.id = cell_id(part, name).replace("_", "-")
     cell.metadata = {"deletable": False, "editable": False, "nbgrader": {

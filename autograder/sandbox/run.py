@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from .. import WARM_ENV
 from . import seccomp
 from .bwrap import bwrap_command, check_sandbox_support, sandbox_env
 from .cgroups import CGROUP_PREFIX, Cgroup, cgroup_usable
@@ -80,7 +81,7 @@ def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=()
                 result = runner.run(argv, workdir, limits, env)
                 if not runner.died:
                     return result
-            raise SandboxFault(f"the warm runner of slot {slot.number} died twice; set HANDIN3_WARM=0 to run cold")
+            raise SandboxFault(f"the warm runner of slot {slot.number} died twice; set {WARM_ENV}=0 to run cold")
     return _run_cold(argv, workdir, limits, readonly_binds, env)
 
 

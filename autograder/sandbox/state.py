@@ -14,10 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import SANDBOX_STATE_ENV as STATE_ENV
 from .cgroups import is_root, owner_alive, remove_stale_cgroups
 from .limits import SandboxUnavailable
 
-STATE_ENV = "HANDIN3_SANDBOX_STATE"
 UID_BASE = 61000  # slot n runs as uid/gid UID_BASE + n
 MAX_SLOTS = 64
 

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+from .. import WARM_ENV
 from . import seccomp
 from .bwrap import bwrap_command, sandbox_env
 from .cgroups import CGROUP_PREFIX, Cgroup, cgroup_usable, is_root, write
@@ -33,7 +34,7 @@ _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handin3-sandbox
 
 def warm_usable(argv, readonly_binds=()):
     """Warm runs need root (the uid drop), ``HANDIN3_WARM`` not ``0``, and a ``python -I script`` command."""
-    return (is_root() and os.environ.get("HANDIN3_WARM", "1") != "0"
+    return (is_root() and os.environ.get(WARM_ENV, "1") != "0"
             and not readonly_binds and len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-I"
             and not argv[2].startswith("-") and not Path(argv[2]).is_absolute())
 
@@ -73,7 +74,7 @@ class WarmRunner:
             self.scratch = Scratch(Path(tempfile.mkdtemp(prefix="warm-", dir=state_dir())), name, limits, self.uid)
             self.process = self._start_server(server_limits)
             if self._read_line(120) != "ready":
-                raise SandboxFault("the warm runner did not start; set HANDIN3_WARM=0 to run cold")
+                raise SandboxFault(f"the warm runner did not start; set {WARM_ENV}=0 to run cold")
         except (OSError, subprocess.SubprocessError) as error:
             self.close()
             raise SandboxFault(f"the warm runner could not be set up: {error}") from error

@@ -1,6 +1,8 @@
 """Hand-in 3: pre-training, finetuning and data augmentation.
 
 Modules you complete: ``augmentations``, ``network``, ``utils``.
-Provided modules: ``data``, ``training``, ``plotting``, ``checks`` (visible self-checks),
-``engine`` (the fast experiment engine) and ``findings`` (tests the report's claims).
+Provided modules: ``blending`` (applies your augmentations to a batch), ``data``,
+``training``, ``plotting``, ``checks`` (visible self-checks), ``engine`` (the fast
+experiment engine; its parts are in ``engine_config``, ``engine_stacked``,
+``engine_group`` and ``engine_results``) and ``findings`` (tests the report's claims).
 """

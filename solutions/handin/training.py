@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .augmentations import augment
+from .blending import augment
 from .utils import cross_entropy, one_hot
 
 
@@ -101,7 +101,7 @@ def train(model, forward_call, parameters, train_set, n_classes, n_batches, *, b
         n_batches: how many SGD steps to take.
         batch_size: images per step.
         lr: SGD learning rate.
-        augmentation: "none", "collage" or "mixup" (see ``augmentations.augment``).
+        augmentation: "none", "collage" or "mixup" (see ``blending.augment``).
         test_set: evaluated every ``test_every`` batches and at the end, if given.
         test_every: batches between two test evaluations.
         seed: fixes the batch order; seed numpy and torch separately for the rest.

@@ -12,10 +12,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KIT_ROOT = Path(__file__).resolve().parents[2]
+from autograder import KIT_ROOT, STUDENT_MODULES
+from autograder.judge.points import PARTS
+
 SOLUTION_HANDIN = KIT_ROOT / "solutions" / "handin"
-STUDENT_MODULES = ("augmentations.py", "network.py", "utils.py")
-PARTS = ("collage", "mixup", "cross_entropy", "network", "frozen_finetuning")
 
 
 @dataclass
