@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test release
+.PHONY: setup demo test check lint release
 
 # The sandbox needs bubblewrap and libseccomp (its filter); as root also setpriv (util-linux).
 # Probed without ldconfig (it is in /sbin, not on a normal user's PATH): the loader itself is asked.
@@ -33,6 +33,15 @@ demo: setup
 # Every test: unit tests, real nbgrader runs, real kernels, the sandbox.
 test: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest
+
+# The fast tier, for every change: lint, then the tests not marked slow (under a minute on 2 cores).
+check: lint
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -m "not slow"
+
+# ruff: lint and format check (settings in pyproject.toml).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Regenerate handin/ and notebooks/ from solutions/ and gate the result.
 release: setup
