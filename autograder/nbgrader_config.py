@@ -35,9 +35,8 @@ import sys
 from pathlib import Path
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (AssignLatePenalties, ClearHiddenTests, ClearOutput,
-                                    DeduplicateIds, GetGrades, IgnorePattern, LimitOutput, OverwriteCells,
-                                    OverwriteKernelspec, SaveAutoGrades)
+from nbgrader.preprocessors import (AssignLatePenalties, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades,
+                                    IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
 ASSIGNMENT = "hand_in_3"
 COURSE_ROOT = Path(__file__).resolve().parent
@@ -60,8 +59,7 @@ if str(KIT) not in sys.path:
 
 from autograder import STUDENT_MODULES  # noqa: E402
 from autograder.cell import JUDGE_TIMEOUT_SECONDS  # noqa: E402
-from autograder.judge.preprocessors import (QuickCheckCellMetadata, ResetGradingNotebook,  # noqa: E402
-                                                VerdictExecute)  # noqa: E402
+from autograder.judge.preprocessors import QuickCheckCellMetadata, ResetGradingNotebook, VerdictExecute  # noqa: E402
 from autograder.nbgrader_plugins import RenderReport, SanitizeNotebook  # noqa: E402
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file

@@ -14,13 +14,13 @@ import sys
 
 import nbformat
 import pytest
+from submissions import BY_NAME, write_assignment
 
 from autograder import ASSIGNMENT, KIT_ROOT
 from autograder.course import build_course, release_dir
 from autograder.judge.core import judge_submissions
 from autograder.judge.preprocessors import VerdictExecute, check_calls
 from autograder.sandbox import Limits
-from submissions import BY_NAME, write_assignment
 
 STUDENTS = ("reference", "stub", "correct_but_os_exit_in_network")
 IN_PROCESS_LOG = "without a kernel, from the verdicts"

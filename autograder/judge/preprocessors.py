@@ -23,14 +23,13 @@
 import functools
 import json
 import math
-import traceback
 import sys
+import traceback
 from datetime import datetime, timezone
-
-import jsonschema
 from pathlib import Path
 from time import monotonic
 
+import jsonschema
 import nbformat
 from nbclient.util import run_sync
 from nbformat.notebooknode import NotebookNode
