@@ -6,6 +6,7 @@ per student (``--VerdictExecute.in_process=False``) and once without. The gradeb
 scores, and every grade cell's outputs and execution count, must be the same; formgrader's
 and the feedback's input is that notebook and that gradebook. A grading notebook with one
 cell that is not exactly a kit grade cell is never evaluated in nbgrader's process.
+``QuickCheckCellMetadata`` accepts and rejects the same notebooks as nbgrader's ``CheckCellMetadata``.
 """
 import os
 import shutil
@@ -120,3 +121,32 @@ def test_an_unknown_cell_runs_in_a_kernel_not_in_process(courses, monkeypatch):
     printed = notebook.cells[-1].outputs[0].text.strip()
     assert printed.isdigit() and int(printed) != os.getpid()
     assert notebook.cells[1].outputs[0].text.endswith("Passed.\n")
+
+
+def metadata_variants():
+    """The kit's grading notebook as is, and with nbgrader metadata broken in three ways."""
+    def broken(change):
+        notebook = grading_notebook()
+        change(notebook.cells[1].metadata["nbgrader"])
+        return notebook
+    return {"valid": grading_notebook(), "points not a number": broken(lambda m: m.update(points="many")),
+            "old schema": broken(lambda m: m.update(schema_version=1)),
+            "grade cell without points": broken(lambda m: m.pop("points"))}
+
+
+@pytest.mark.parametrize("variant", list(metadata_variants()))
+def test_quick_metadata_check_decides_as_nbgrader_does(variant):
+    from nbgrader.preprocessors import CheckCellMetadata
+
+    from autograder.judge.preprocessors import QuickCheckCellMetadata
+
+    def outcome(preprocessor):
+        try:
+            preprocessor.preprocess(metadata_variants()[variant], {})
+        except Exception as error:  # noqa: BLE001 - the outcome compared is the exception's type and text
+            return type(error).__name__, str(error)
+        return "accepted"
+
+    expected = outcome(CheckCellMetadata())
+    assert outcome(QuickCheckCellMetadata()) == expected
+    assert (expected == "accepted") == (variant == "valid"), expected
