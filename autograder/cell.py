@@ -90,14 +90,28 @@ def check_result(verdict, part, name):
     return False, f"{head}.\n{result['message']}"
 
 
-def check(part, name, handin_dir=None):
-    """Pass silently (printing the score) or raise :class:`HiddenTestFailure` with the reason."""
+def not_graded(part, name, error):
+    """The failure of a check that could not be graded (``error``: the grader's problem)."""
+    return HiddenTestFailure(f"{part} · {name}: could not be graded: {error}")
+
+
+def check_text(part, name, handin_dir=None, verdict=None):
+    """The line a passing check prints; raises :class:`HiddenTestFailure` with the reason otherwise.
+
+    ``verdict``: the verdict of ``handin_dir`` if the caller already has it (else it is looked up).
+    """
     handin_dir = Path(handin_dir or Path.cwd() / "handin")
     try:
-        passed, text = check_result(verdict_for(handin_dir), part, name)
+        passed, text = check_result(verdict or verdict_for(handin_dir), part, name)
     except Exception as error:  # noqa: BLE001 - any grader problem becomes a readable 0, never a hidden traceback
-        raise HiddenTestFailure(f"{part} · {name}: could not be graded: {error}") from None
+        raise not_graded(part, name, error) from None
     if not passed:
         raise HiddenTestFailure(text)
+    return text
+
+
+def check(part, name, handin_dir=None):
+    """Pass silently (printing the score) or raise :class:`HiddenTestFailure` with the reason."""
+    text = check_text(part, name, handin_dir)
     # One write, not print()'s two: the kernel could send the text and the newline as two outputs.
     sys.stdout.write(text + "\n")

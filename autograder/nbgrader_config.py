@@ -13,9 +13,15 @@ What it changes, and why:
   or a notice at the top saying what is missing and why.
 * ``ResetGradingNotebook`` (sanitize step): a submitted ``grading.ipynb`` is replaced by
   the instructor's source copy, so cells a student adds to it never run.
-* ``GuardedExecute`` replaces ``Execute``: per-cell timeout, a whole-notebook deadline,
-  kernel restart after a timeout (a loop that swallows KeyboardInterrupt ends as a 0,
-  not a crashed batch), and notebooks without autograded tests are not executed.
+* ``VerdictExecute`` (a ``GuardedExecute``) replaces ``Execute``: the kit's own grading
+  notebook, when every code cell is exactly a kit grade cell, is evaluated in nbgrader's
+  process from the cached verdicts (no kernel start per student; the same outputs a
+  kernel gives); every other notebook runs in a kernel with a per-cell timeout, a
+  whole-notebook deadline and a kernel restart after a timeout (a loop that swallows
+  KeyboardInterrupt ends as a 0, not a crashed batch); notebooks without autograded tests
+  are not executed. ``--VerdictExecute.in_process=False`` always uses a kernel.
+* ``QuickCheckCellMetadata`` replaces ``CheckCellMetadata``: the same checks, with
+  nbgrader's metadata schema checked once instead of once per cell.
 * ``IgnorePattern`` drops every stderr output of the executed cells: warnings never cost points.
 * ``ClearHiddenTests`` in ``GenerateFeedback``: the feedback shows no hidden-test source.
 * Kernels shut down immediately after a notebook.
@@ -29,9 +35,8 @@ import sys
 from pathlib import Path
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearOutput,
-                                    DeduplicateIds, GetGrades, IgnorePattern, LimitOutput, OverwriteCells,
-                                    OverwriteKernelspec, SaveAutoGrades)
+from nbgrader.preprocessors import (AssignLatePenalties, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades,
+                                    IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
 ASSIGNMENT = "hand_in_3"
 COURSE_ROOT = Path(__file__).resolve().parent
@@ -56,7 +61,7 @@ if str(KIT) not in sys.path:
 
 from autograder import STUDENT_MODULES  # noqa: E402
 from autograder.cell import JUDGE_TIMEOUT_SECONDS  # noqa: E402
-from autograder.judge.preprocessors import GuardedExecute, ResetGradingNotebook  # noqa: E402
+from autograder.judge.preprocessors import QuickCheckCellMetadata, ResetGradingNotebook, VerdictExecute  # noqa: E402
 from autograder.nbgrader_plugins import RenderReport, SanitizeNotebook  # noqa: E402
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
@@ -64,11 +69,11 @@ c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this 
 c.Autograde.exclude_overwriting = {ASSIGNMENT: [f"handin/{name}" for name in STUDENT_MODULES]}
 
 c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, ResetGradingNotebook,
-                                      SanitizeNotebook, OverwriteCells, CheckCellMetadata]
+                                      SanitizeNotebook, OverwriteCells, QuickCheckCellMetadata]
 c.ResetGradingNotebook.source_notebook = str(COURSE_ROOT / "source" / ASSIGNMENT / "grading.ipynb")
 
-c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, RenderReport,
-                                       LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.Autograde.autograde_preprocessors = [VerdictExecute, IgnorePattern, ClearMetadataPreprocessor, RenderReport,
+                                       LimitOutput, SaveAutoGrades, AssignLatePenalties, QuickCheckCellMetadata]
 c.RenderReport.source_notebook = str(COURSE_ROOT / "source" / ASSIGNMENT / "3_report.ipynb")
 # Under the batch grader a grade cell only reads a verdict (well under a second). Run by hand, the
 # first cell may judge the submission itself: one judge run must fit in one cell.

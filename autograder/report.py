@@ -354,9 +354,10 @@ class ReportResults:
 
 def grade_results(path, kit=None):
     """Validate the results file at ``path`` and draw the report from it; never raises for bad input."""
-    kit = kit or KitCode()
     try:
-        records = validate_records(load_results(path), kit.run_key_fields)
+        data = load_results(path)
+        kit = kit or KitCode()  # imports torch: only once there is a file to draw
+        records = validate_records(data, kit.run_key_fields)
     except ResultsProblem as problem:
         return ReportResults("missing" if not path.is_file() else "invalid", [str(problem)])
     selection = select_runs(records, kit)

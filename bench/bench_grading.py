@@ -1,10 +1,12 @@
 """Seconds per submission: the kit's batch grader against plain serial ``nbgrader autograde``.
 
-Both graders get the same N submissions (default 20: the reference, the stubs and the
-buggy ones of ``examples/examples.toml``, in turn), in the same run, on this machine:
+Both graders get the same N submissions (default 20, drawn in turn from the example corpus:
+``examples/examples.toml`` and ``tests/submissions``, see :func:`corpus`), in the same run, on
+this machine:
 
 * kit:      ``python -m autograder grade`` (bubblewrap sandbox, judge outside the student's
-            process, 2 parallel workers, then ONE ``nbgrader autograde`` for the gradebook);
+            process, 2 parallel workers, then ONE ``nbgrader autograde`` for the gradebook,
+            whose grading notebook needs no kernel);
 * baseline: an ordinary nbgrader assignment whose test cells import the student's modules
             and assert in the kernel (no isolation), graded by ``nbgrader autograde`` with
             ``--Execute.shutdown_kernel=immediate`` (the faster setting measured here).
@@ -12,11 +14,16 @@ buggy ones of ``examples/examples.toml``, in turn), in the same run, on this mac
 Setup that happens once per course (``generate_assignment``) is timed separately.
 Run it on a quiet checkout: an edit to ``autograder/judge/`` during the run changes the
 judge's version, which invalidates cached verdicts and makes the kit judge again.
-Prints seconds per submission for both and their ratio (baseline / kit).
+Prints seconds per submission for both and their ratio (baseline / kit). With ``--scaling``
+the kit alone grades classes of those sizes (from the same corpus), and the bench prints
+seconds per submission at each, a linear fit of each phase (fixed + n x per student) and, from
+it, how long 300 submissions take on 2, 8 and 32 cores (judges in parallel, one per core; the
+nbgrader pass serial): extrapolated, not measured.
 
-    python bench/bench_grading.py [--n 20] [--workers 2] [--keep DIR]
+    python bench/bench_grading.py [--n 20] [--workers 2] [--scaling 20,100,300] [--keep DIR]
 """
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -37,6 +44,10 @@ from autograder import STUDENT_MODULES  # noqa: E402
 from autograder.batch import Results, grade, prepare_course  # noqa: E402
 from autograder.course import nbgrader_environment  # noqa: E402
 from autograder.demo import EXAMPLES, assemble  # noqa: E402
+
+sys.path.insert(0, str(KIT_ROOT / "tests"))
+from submissions import ALL as TEST_SUBMISSIONS  # noqa: E402
+from submissions import write_handin  # noqa: E402
 
 PLAIN = "plain_hand_in"
 
@@ -87,13 +98,36 @@ assert {id(p) for p in net.finetune_parameters()} == {id(p) for p in net.general
 }
 
 
-def submissions(target, n):
-    """N example submissions (no hostile one: the baseline has no isolation), ids s01..sNN."""
+def corpus():
+    """``[(name, write(folder))]``: the example corpus, every submission that runs to its end.
+
+    ``examples/examples.toml`` without the hostile one (the baseline has no isolation), then the
+    reference, stub, buggy and equivalent-correct submissions of ``tests/submissions`` (its
+    tamper cases are left out: some loop until the time limit, which would measure the limit).
+    """
     specs = tomllib.loads(EXAMPLES.read_text())
-    names = [name for name in specs if name != "hostile"]
-    for index, name in zip(range(1, n + 1), itertools.cycle(names)):
-        folder = assemble(f"s{index:02d}", specs[name], target)
-        for module in (folder / "handin").glob("*.py"):  # every student's files differ, as in a real class
+    entries = [(name, functools.partial(write_example, specs[name])) for name in specs if name != "hostile"]
+    entries += [(submission.name, functools.partial(write_test_submission, submission))
+                for submission in TEST_SUBMISSIONS if submission.kind != "tamper"]
+    return entries
+
+
+def write_example(spec, folder):
+    assemble(folder.name, spec, folder.parent)
+
+
+def write_test_submission(submission, folder):
+    write_handin(submission, KIT_ROOT / "handin", folder / "handin")
+    shutil.copyfile(KIT_ROOT / "notebooks" / "3_report.ipynb", folder / "3_report.ipynb")
+
+
+def submissions(target, n):
+    """N submissions from :func:`corpus`, in turn, ids s001..; every student's files differ, as in a real class."""
+    target.mkdir(parents=True, exist_ok=True)
+    for index, (_, write) in zip(range(1, n + 1), itertools.cycle(corpus())):
+        folder = target / f"s{index:03d}"
+        write(folder)
+        for module in (folder / "handin").glob("*.py"):
             module.write_text(module.read_text() + f"# {folder.name}\n")
     return target
 
@@ -150,10 +184,61 @@ def kit(results, class_folder, workers):
     return setup, time.perf_counter() - started
 
 
+def phases(results):
+    """``{phase: seconds}`` of a kit run (from ``RESULTS/run.json``)."""
+    data = json.loads((Path(results) / "run.json").read_text())
+    return {name: entry["seconds"] for name, entry in data.items() if "seconds" in entry}
+
+
+def scaling(work, sizes, workers, measured):
+    """Kit-only runs at each size (``measured``: {n: (seconds, phases)} already known); prints the table."""
+    for n in sizes:
+        if n not in measured:
+            class_folder = submissions(work / f"class-{n}", n)
+            _, seconds = kit(work / f"kit-{n}", class_folder, workers)
+            measured[n] = seconds, phases(work / f"kit-{n}")
+            shutil.rmtree(class_folder, ignore_errors=True)
+    print(f"\nscaling (kit only, {workers} workers, {os.cpu_count()} cores, measured in this run):")
+    print(f"{'n':>5} {'total s':>8} {'s/submission':>13} {'judge s':>8} {'nbgrader s':>11}")
+    for n in sorted(measured):
+        seconds, times = measured[n]
+        print(f"{n:>5} {seconds:>8.0f} {seconds / n:>13.2f} {times.get('judge', 0):>8.0f} "
+              f"{times.get('nbgrader_autograde_after_judging', 0):>11.0f}")
+    if len(measured) >= 2:
+        extrapolate(measured, workers)
+
+
+def extrapolate(measured, workers):
+    """Fit judge and nbgrader seconds as fixed + n * per-student (least squares); print 300 at 2, 8, 32 cores.
+
+    Model: the judges run ``cores`` at a time, so the judge's per-student seconds shrink as
+    workers / cores; the nbgrader pass is one process, so its per-student seconds do not.
+    """
+    sizes = sorted(measured)
+
+    def fit(phase):
+        xs, ys = sizes, [measured[n][1].get(phase, 0.0) for n in sizes]
+        mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = (sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
+                 / sum((x - mean_x) ** 2 for x in xs))
+        return mean_y - slope * mean_x, slope
+
+    judge_fixed, judge_each = fit("judge")
+    nbgrader_fixed, nbgrader_each = fit("nbgrader_autograde_after_judging")
+    print(f"fit: judge {judge_fixed:.1f} s + n x {judge_each:.2f} s ({workers} workers); "
+          f"nbgrader {nbgrader_fixed:.1f} s + n x {nbgrader_each:.2f} s (serial)")
+    for cores in (2, 8, 32):
+        total = judge_fixed + nbgrader_fixed + 300 * (judge_each * workers / cores + nbgrader_each)
+        print(f"extrapolated: 300 submissions on {cores:>2} cores ({cores} workers): {total / 60:5.1f} min "
+              f"({total / 300:.2f} s/submission)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=20, help="submissions (default 20)")
+    parser.add_argument("--n", type=int, default=20, help="submissions for the ratio (default 20)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--scaling", default="", help="comma-separated class sizes for kit-only runs, e.g. "
+                                                      "20,100,300 (the ratio's kit run is reused for --n)")
     parser.add_argument("--keep", type=Path, help="keep the work folder here instead of a temporary one")
     options = parser.parse_args(argv)
 
@@ -168,12 +253,14 @@ def main(argv=None):
           f"({kit_seconds:.0f} s; course setup {kit_setup:.0f} s once)")
     print(f"plain serial nbgrader autograde:      {per_plain:5.2f} s/submission "
           f"({plain_seconds:.0f} s; generate_assignment {plain_setup:.0f} s once)")
-    phases = json.loads((work / "kit" / "run.json").read_text())
-    print("kit phases: " + ", ".join(f"{name} {p['seconds']:.0f} s" + (f" ({p['students']} students)"
-                                                                      if "students" in p else "")
-                                      for name, p in phases.items() if "seconds" in p))
-    print(f"ratio plain / kit: {per_plain / per_kit:.2f}x  (target: kit <= 3 s/submission)")
+    kit_phases = phases(work / "kit")
+    print("kit phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in kit_phases.items()))
+    print(f"ratio plain / kit: {per_plain / per_kit:.2f}x  (target: >= 3x)")
     print(f"load after: {os.getloadavg()[0]:.1f}")
+    if options.scaling:
+        sizes = [int(size) for size in options.scaling.split(",")]
+        scaling(work, sizes, options.workers, {options.n: (kit_seconds, kit_phases)} if options.n in sizes else {})
+        print(f"load after scaling: {os.getloadavg()[0]:.1f}")
     if not options.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0

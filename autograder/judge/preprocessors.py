@@ -6,19 +6,42 @@
   whole-notebook deadline to the per-cell timeout, and after a timeout it restarts the
   kernel, so a loop that swallows ``KeyboardInterrupt`` ends as a graded 0 for that
   cell instead of a stuck or crashed batch.
+* :class:`VerdictExecute` is ``GuardedExecute`` that grades the kit's own grading notebook
+  without a kernel: when every code cell is exactly one of the grade cells that
+  :mod:`autograder.judge.grading_notebook` writes (``check(part, name)`` and nothing else),
+  each cell's check is evaluated in nbgrader's process from the cached verdict, and the
+  cell gets exactly the output a kernel would give it (the passing line on stdout, or the
+  ``HiddenTestFailure`` error). Any other notebook, or a grading notebook with one cell
+  that is not such a grade cell, runs in a kernel as usual.
+* :class:`QuickCheckCellMetadata` is nbgrader's ``CheckCellMetadata`` with the same checks,
+  except that nbgrader's (fixed) metadata schema is itself checked once per process, not
+  once per cell (``jsonschema.validate`` does that, and it was a tenth of the autograde pass).
 * :class:`ResetGradingNotebook` replaces a submitted ``grading.ipynb`` by the
   instructor's source copy before anything runs, so extra cells a student adds to it
   never execute in the grading kernel.
 """
+import functools
+import json
 import math
+import sys
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
 from time import monotonic
 
+import jsonschema
 import nbformat
 from nbclient.util import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
-from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.nbgraderformat import MetadataValidator, ValidationError
+from nbgrader.nbgraderformat.common import BaseMetadataValidator
+from nbgrader.preprocessors import CheckCellMetadata, Execute, NbGraderPreprocessor
 from traitlets import Bool, Integer, Unicode
+
+from ..cell import HiddenTestFailure, check_text, not_graded, verdict_for
+from .grading_notebook import grade_cell
+from .points import POINTS
 
 NOTEBOOK_DEADLINE_ERROR = {
     "output_type": "error", "ename": "NotebookTimeoutError", "evalue": "",
@@ -85,6 +108,83 @@ class GuardedExecute(Execute):
     execute_cell = run_sync(async_execute_cell)
 
 
+@functools.cache
+def known_grade_cells():
+    """``{exact source of a kit grade cell: (part, check name)}`` for every check in :data:`POINTS`."""
+    return {grade_cell(part, name, points).source: (part, name)
+            for part, checks in POINTS.items() for name, points in checks.items()}
+
+
+def check_calls(nb):
+    """``[(cell, (part, name))]`` for every code cell, or None if one code cell is not a kit grade cell."""
+    known = known_grade_cells()
+    calls = [(cell, known.get(cell.source)) for cell in nb.cells if cell.cell_type == "code"]
+    return calls if calls and all(call is not None for _, call in calls) else None
+
+
+#: What ipykernel reports as the notebook's language (``language_info`` of its kernel_info reply).
+PYTHON_LANGUAGE_INFO = {
+    "codemirror_mode": {"name": "ipython", "version": sys.version_info[0]}, "file_extension": ".py",
+    "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python", "pygments_lexer": "ipython3",
+    "version": sys.version.split()[0],
+}
+
+
+def error_output(failure):
+    """The error output a kernel shows for a raised :class:`HiddenTestFailure` (its own short traceback)."""
+    return nbformat.v4.new_output("error", ename=type(failure).__name__, evalue=str(failure),
+                                  traceback=failure._render_traceback_())
+
+
+def check_output(part, name, handin_dir, verdict):
+    """The one output a kernel gives the grade cell ``check(part, name)`` for this verdict of ``handin_dir``."""
+    try:
+        text = check_text(part, name, handin_dir, verdict)
+    except HiddenTestFailure as failure:
+        return error_output(failure)
+    return nbformat.v4.new_output("stream", name="stdout", text=text + "\n")
+
+
+def now():
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class VerdictExecute(GuardedExecute):
+    """``GuardedExecute`` that evaluates the kit's own grading notebook in this process (see module doc)."""
+
+    grading_notebook = Unicode("grading", help="Notebook id whose kit grade cells are evaluated without a "
+                                               "kernel.").tag(config=True)
+    in_process = Bool(True, help="Evaluate the kit's grade cells without a kernel; False: always a "
+                                 "kernel.").tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        resources = resources if resources is not None else {}
+        is_grading = resources.get("nbgrader", {}).get("notebook") == self.grading_notebook
+        calls = check_calls(nb) if self.in_process and is_grading else None
+        if calls is None:
+            if is_grading and self.in_process:
+                self.log.warning("%s has cells that are not the kit's grade cells: running it in a kernel",
+                                 self.grading_notebook)
+            return super().preprocess(nb, resources, km)
+        handin_dir = Path(resources.get("metadata", {}).get("path") or ".") / "handin"
+        self.log.info("Grading %s without a kernel, from the verdicts", self.grading_notebook)
+        nb.metadata["language_info"] = dict(PYTHON_LANGUAGE_INFO)
+        verdict = None
+        for execution_count, (cell, (part, name)) in enumerate(calls, start=1):
+            started = now()
+            try:  # looked up once; a lookup that failed is tried again by the next cell, as in a kernel
+                verdict = verdict or verdict_for(handin_dir)
+                cell.outputs = [check_output(part, name, handin_dir, verdict)]
+            except Exception as error:  # noqa: BLE001 - what check() makes of it: a readable 0
+                cell.outputs = [error_output(not_graded(part, name, error))]
+            cell.execution_count = execution_count
+            if self.record_timing:
+                finished = now()
+                cell.metadata["execution"] = {"iopub.execute_input": started, "iopub.status.busy": started,
+                                              "iopub.status.idle": finished, "shell.execute_reply": finished}
+        return nb, resources
+
+
 class ResetGradingNotebook(NbGraderPreprocessor):
     """Replace the submitted grading notebook by the instructor's source copy (cells and metadata)."""
 
@@ -100,4 +200,46 @@ class ResetGradingNotebook(NbGraderPreprocessor):
         source = nbformat.read(self.source_notebook, as_version=4)
         nb.cells = [NotebookNode(cell) for cell in source.cells]
         nb.metadata = source.metadata
+        return nb, resources
+
+
+@functools.cache
+def metadata_schema_validator(schema_version, schema_text):
+    """A jsonschema validator for nbgrader's metadata schema, the schema checked once."""
+    schema = json.loads(schema_text)
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema)
+
+
+class SchemaCheckedOnce(BaseMetadataValidator):
+    """nbgrader's schema step of a cell's validation (``jsonschema.validate``) with a cached validator."""
+
+    def validate_cell(self, cell):
+        if "nbgrader" not in cell.metadata:
+            return
+        metadata = cell.metadata["nbgrader"]
+        if metadata.get("schema_version", 0) != self.schema_version:
+            return super().validate_cell(cell)  # nbgrader's own SchemaTooOld/TooNewError
+        validator = metadata_schema_validator(self.schema_version, json.dumps(self.schema, sort_keys=True))
+        error = jsonschema.exceptions.best_match(validator.iter_errors(metadata))
+        if error is not None:
+            raise error
+
+
+class QuickMetadataValidator(MetadataValidator, SchemaCheckedOnce):
+    """nbgrader's current ``MetadataValidator``; its ``super()`` schema step is :class:`SchemaCheckedOnce`'s."""
+
+
+class QuickCheckCellMetadata(CheckCellMetadata):
+    """nbgrader's ``CheckCellMetadata`` with :class:`QuickMetadataValidator` (the same checks and errors)."""
+
+    def preprocess(self, nb, resources):
+        try:
+            QuickMetadataValidator().validate_nb(nb)
+        except ValidationError:
+            self.log.error(traceback.format_exc())
+            message = "Notebook failed to validate; the nbgrader metadata may be corrupted."
+            self.log.error(message)
+            raise ValidationError(message) from None
         return nb, resources
