@@ -6,6 +6,7 @@ This file names what the whole kit shares: its root, the assignment, the student
 the environment variables it reads. Standard library only: the grading kernel imports it
 (through ``autograder.cell``). The points and part names live in :mod:`autograder.judge.points`.
 """
+
 from pathlib import Path
 
 KIT_ROOT = Path(__file__).resolve().parent.parent

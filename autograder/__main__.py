@@ -1,4 +1,5 @@
 """``python -m autograder COMMAND ...``: the instructor's and the TA's entry point."""
+
 import argparse
 import importlib
 import sys

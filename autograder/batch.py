@@ -22,6 +22,7 @@ Exit code 0 when grading ran, whatever the students' results; 1 when the grader 
 some students (status ``grader_error``; the CSV is still complete); 2 when the grader itself
 cannot run (no bubblewrap without --no-sandbox, bad arguments, the course cannot be built).
 """
+
 import argparse
 import csv
 import dataclasses
@@ -35,9 +36,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import ASSIGNMENT, CELL_JUDGES_ENV, KIT_ENV, KIT_ROOT, SANDBOX_ENV, VERDICTS_ENV
+from . import ASSIGNMENT, CELL_JUDGES_ENV, KIT_ENV, KIT_ROOT, SANDBOX_ENV, VERDICTS_ENV, sandbox
 from . import collect as collecting
-from . import sandbox
 from .course import CourseBuildError
 from .files import write_atomically
 from .gate import ReleaseLeakError
@@ -55,6 +55,7 @@ class GraderError(RuntimeError):
 
 # ----------------------------------------------------------------------------- small file helpers
 
+
 def read_json(path):
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -63,6 +64,7 @@ def read_json(path):
 
 
 # ----------------------------------------------------------------------------- the layout of RESULTS
+
 
 class Results:
     """Paths inside the RESULTS folder."""
@@ -92,6 +94,7 @@ class Results:
 
 # ----------------------------------------------------------------------------- steps
 
+
 def prepare_course(results):
     """Build the nbgrader course (source, release, gradebook) once; later runs reuse it."""
     from .course import build_course
@@ -99,12 +102,23 @@ def prepare_course(results):
     if not (results.release / "grading.ipynb").is_file():
         build_course(results.course, force=True)
     if not (results.release / "grading.ipynb").is_file():
-        raise GraderError(f"{results.release} has no grading.ipynb: the course build did not include "
-                          "autograder/grading.ipynb")
+        raise GraderError(
+            f"{results.release} has no grading.ipynb: the course build did not include autograder/grading.ipynb"
+        )
 
 
-def judge_all(submissions, results, workers, use_sandbox, force, progress, faults, time_limit=None,
-              scheduler=None, allow_unenforced_limits=False):
+def judge_all(
+    submissions,
+    results,
+    workers,
+    use_sandbox,
+    force,
+    progress,
+    faults,
+    time_limit=None,
+    scheduler=None,
+    allow_unenforced_limits=False,
+):
     """Judge the students whose verdict is not cached yet (or all with ``force``), ``workers`` at a time,
     or, with ``scheduler`` (a Dask address), one task per student on its workers (:mod:`.distributed`).
 
@@ -123,10 +137,14 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress, fault
         return []
     progress.reset(total=len(todo))
     if len(todo) < len(submissions) and not force:
-        progress.write(f"{len(submissions) - len(todo)} student(s) already judged with the same files: "
-                       "skipped (use --force)")
-    limits = DEFAULT_LIMITS if time_limit is None else dataclasses.replace(
-        DEFAULT_LIMITS, wall_seconds=time_limit, cpu_seconds=int(time_limit))
+        progress.write(
+            f"{len(submissions) - len(todo)} student(s) already judged with the same files: skipped (use --force)"
+        )
+    limits = (
+        DEFAULT_LIMITS
+        if time_limit is None
+        else dataclasses.replace(DEFAULT_LIMITS, wall_seconds=time_limit, cpu_seconds=int(time_limit))
+    )
 
     def record_fault(submission, message):
         faults[submission.student_id] = message
@@ -135,9 +153,17 @@ def judge_all(submissions, results, workers, use_sandbox, force, progress, fault
     if scheduler:
         from .distributed import judge_on_cluster
 
-        judge_on_cluster(scheduler, todo, lambda submission: handin_of(results, submission), results.verdicts,
-                         limits=limits, use_sandbox=use_sandbox, allow_unenforced_limits=allow_unenforced_limits,
-                         progress=progress, record_fault=record_fault)
+        judge_on_cluster(
+            scheduler,
+            todo,
+            lambda submission: handin_of(results, submission),
+            results.verdicts,
+            limits=limits,
+            use_sandbox=use_sandbox,
+            allow_unenforced_limits=allow_unenforced_limits,
+            progress=progress,
+            record_fault=record_fault,
+        )
         return [s.student_id for s in todo]
     inputs = HiddenInputs(cache_dir=results.verdicts)
 
@@ -187,12 +213,19 @@ def run_autograde(results, student_ids, use_sandbox, faults):
     command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, f"--CourseDirectory.root={results.course}"]
     log = results.root / "nbgrader-autograde.log"
     with open(log, "w") as output:
-        done = subprocess.run(command, cwd=results.course, env=nbgrader_environment(results, use_sandbox),
-                              stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            command,
+            cwd=results.course,
+            env=nbgrader_environment(results, use_sandbox),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     for student_id in student_ids:
         if not (results.autograded(student_id) / GRADING).is_file():
-            faults.setdefault(student_id, f"`nbgrader autograde` did not grade this student (exit "
-                                          f"{done.returncode}); see {log}")
+            faults.setdefault(
+                student_id, f"`nbgrader autograde` did not grade this student (exit {done.returncode}); see {log}"
+            )
 
 
 def gradebook_scores(results):
@@ -213,12 +246,12 @@ def gradebook_scores(results):
 
 def max_scores():
     from .judge.points import POINTS
+
     return {part: float(sum(POINTS[part].values())) for part in PARTS}
 
 
 #: Statuses of the judge's parts that become the CSV status, most telling first.
-RUN_STATUSES = ("timeout", "memory_limit", "crashed", "import_error", "unreadable", "invalid_output",
-                "not_implemented")
+RUN_STATUSES = ("timeout", "memory_limit", "crashed", "import_error", "unreadable", "invalid_output", "not_implemented")
 CRASHED_LIKE = ("import_error", "unreadable", "invalid_output")
 
 
@@ -293,6 +326,7 @@ def _points(value):
 
 # ----------------------------------------------------------------------------- the command
 
+
 class PhaseClock:
     """Seconds per phase of a run, saved to ``RESULTS/run.json`` after each phase (for the bench and TAs)."""
 
@@ -306,8 +340,18 @@ class PhaseClock:
         write_atomically(self.path, json.dumps(self.phases, indent=1))
 
 
-def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_regexp=collecting.LMS_REGEXP,
-          time_limit=None, quiet=False, allow_unenforced_limits=False, scheduler=None):
+def grade(
+    submissions_dir,
+    out,
+    force=False,
+    use_sandbox=True,
+    workers=2,
+    lms_regexp=collecting.LMS_REGEXP,
+    time_limit=None,
+    quiet=False,
+    allow_unenforced_limits=False,
+    scheduler=None,
+):
     """Grade every submission in ``submissions_dir`` into ``out``; returns the CSV rows.
 
     ``scheduler`` (a Dask scheduler's address) judges on its workers instead of here.
@@ -322,16 +366,20 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
 
     submissions_dir = Path(submissions_dir).resolve()
     if not submissions_dir.is_dir():
-        raise GraderError(f"{submissions_dir} is not a folder of submissions (give the folder that holds "
-                          "<id>/ folders, <id>.zip files or an LMS download)")
+        raise GraderError(
+            f"{submissions_dir} is not a folder of submissions (give the folder that holds "
+            "<id>/ folders, <id>.zip files or an LMS download)"
+        )
     limits = {"sandbox": "off (--no-sandbox)"}
     if use_sandbox:
         sandbox.check_sandbox_support()
         limits = sandbox.require_limits(allow_unenforced_limits)
         unenforced = [name for name, entry in limits.items() if entry["mechanism"] is None]
         if unenforced:
-            print(f"grade: grading WITHOUT these limits (--allow-unenforced-limits): {', '.join(unenforced)}",
-                  file=sys.stderr)
+            print(
+                f"grade: grading WITHOUT these limits (--allow-unenforced-limits): {', '.join(unenforced)}",
+                file=sys.stderr,
+            )
         sandbox.cleanup_stale()
     results = Results(out)
     results.root.mkdir(parents=True, exist_ok=True)
@@ -352,16 +400,28 @@ def grade(submissions_dir, out, force=False, use_sandbox=True, workers=2, lms_re
                 keys[submission.student_id] = guarded(faults, submission, verdict_key, results, submission)
         gradable = [s for s in submissions if s.gradable and s.student_id not in faults]
         with tqdm(total=len(gradable), desc="judging", unit="student", disable=quiet, dynamic_ncols=True) as bar:
-            judged = judge_all(gradable, results, workers, use_sandbox, force, bar, faults, time_limit, scheduler,
-                               allow_unenforced_limits)
+            judged = judge_all(
+                gradable,
+                results,
+                workers,
+                use_sandbox,
+                force,
+                bar,
+                faults,
+                time_limit,
+                scheduler,
+                allow_unenforced_limits,
+            )
         clock.lap("judge", students=len(judged))
 
         done = read_json(results.autograded_keys) or {}
-        autograde_ids = sorted(s.student_id for s in gradable if s.student_id in judged
-                               or done.get(s.student_id) != keys[s.student_id])
+        autograde_ids = sorted(
+            s.student_id for s in gradable if s.student_id in judged or done.get(s.student_id) != keys[s.student_id]
+        )
         if not quiet and autograde_ids:
-            print(f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, every verdict ready",
-                  file=sys.stderr)
+            print(
+                f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, every verdict ready", file=sys.stderr
+            )
         run_autograde(results, autograde_ids, use_sandbox, faults)
         done.update({i: keys[i] for i in autograde_ids if i not in faults})
         for student_id in faults:
@@ -434,30 +494,48 @@ def load_verdict(results, submission, graded_key=None):
 
 def format_table(rows, notes_width=60):
     """The grade table as aligned text; student-made text is made :func:`inert` (no terminal escapes)."""
-    shown = [{c: str(inert(r[c]))[:notes_width if c == "notes" else None] for c in CSV_COLUMNS} for r in rows]
+    shown = [{c: str(inert(r[c]))[: notes_width if c == "notes" else None] for c in CSV_COLUMNS} for r in rows]
     widths = {c: max(len(c), *(len(r[c]) for r in shown)) if shown else len(c) for c in CSV_COLUMNS}
     line = lambda values: "  ".join(str(values[c]).ljust(widths[c]) for c in CSV_COLUMNS).rstrip()  # noqa: E731
     return "\n".join([line({c: c for c in CSV_COLUMNS})] + [line(r) for r in shown])
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m autograder grade", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder grade", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("submissions", help="folder with <id>/ folders, <id>.zip files and/or one LMS download zip")
     parser.add_argument("--out", required=True, help="results folder (grades.csv, feedback/, course/ gradebook)")
     parser.add_argument("--force", action="store_true", help="grade again students already graded")
-    parser.add_argument("--no-sandbox", action="store_true",
-                        help="run student code WITHOUT isolation (development only, trusted code only)")
-    parser.add_argument("--allow-unenforced-limits", action="store_true",
-                        help="grade even where a sandbox limit cannot be enforced (it is printed and recorded)")
+    parser.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run student code WITHOUT isolation (development only, trusted code only)",
+    )
+    parser.add_argument(
+        "--allow-unenforced-limits",
+        action="store_true",
+        help="grade even where a sandbox limit cannot be enforced (it is printed and recorded)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="judge processes in parallel (default 2)")
-    parser.add_argument("--scheduler", metavar="tcp://HOST:8786", default=None,
-                        help="judge on the workers of this Dask scheduler, one task per student "
-                             "(docs/ta-guide.md, \"Scale out on Dask\"); --workers is then unused")
-    parser.add_argument("--time-limit", type=float, default=None,
-                        help="wall-clock and CPU seconds for one student's code run (default: the judge's)")
-    parser.add_argument("--lms-regexp", default=collecting.LMS_REGEXP,
-                        help="regexp with (?P<student_id>) and (?P<file_id>) for LMS bulk downloads")
+    parser.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:8786",
+        default=None,
+        help="judge on the workers of this Dask scheduler, one task per student "
+        '(docs/ta-guide.md, "Scale out on Dask"); --workers is then unused',
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="wall-clock and CPU seconds for one student's code run (default: the judge's)",
+    )
+    parser.add_argument(
+        "--lms-regexp",
+        default=collecting.LMS_REGEXP,
+        help="regexp with (?P<student_id>) and (?P<file_id>) for LMS bulk downloads",
+    )
     return parser.parse_args(argv)
 
 
@@ -465,20 +543,32 @@ def main(argv):
     options = parse_args(argv)
     started = time.monotonic()
     try:
-        rows = grade(options.submissions, options.out, force=options.force, use_sandbox=not options.no_sandbox,
-                     workers=options.workers, lms_regexp=options.lms_regexp, time_limit=options.time_limit,
-                     allow_unenforced_limits=options.allow_unenforced_limits, scheduler=options.scheduler)
+        rows = grade(
+            options.submissions,
+            options.out,
+            force=options.force,
+            use_sandbox=not options.no_sandbox,
+            workers=options.workers,
+            lms_regexp=options.lms_regexp,
+            time_limit=options.time_limit,
+            allow_unenforced_limits=options.allow_unenforced_limits,
+            scheduler=options.scheduler,
+        )
     except (sandbox.SandboxUnavailable, GraderError, CourseBuildError, ReleaseLeakError, ConnectionError) as error:
         print(f"grade: {error}", file=sys.stderr)
         return 2
     print(format_table(rows))
     results = Results(options.out)
-    print(f"\n{len(rows)} student(s) in {time.monotonic() - started:.0f} s. Grades: {results.csv}; "
-          f"feedback: {results.feedback}/<student_id>.html; gradebook: {results.course / 'gradebook.db'}")
+    print(
+        f"\n{len(rows)} student(s) in {time.monotonic() - started:.0f} s. Grades: {results.csv}; "
+        f"feedback: {results.feedback}/<student_id>.html; gradebook: {results.course / 'gradebook.db'}"
+    )
     faulty = [row["student_id"] for row in rows if row["status"] == "grader_error"]
     if faulty:
-        print(f"grade: the grader failed on {len(faulty)} student(s) ({', '.join(faulty[:10])}); see the notes "
-              "column of grades.csv. Fix the cause and run the same command again: only they are regraded.",
-              file=sys.stderr)
+        print(
+            f"grade: the grader failed on {len(faulty)} student(s) ({', '.join(faulty[:10])}); see the notes "
+            "column of grades.csv. Fix the cause and run the same command again: only they are regraded.",
+            file=sys.stderr,
+        )
         return 1
     return 0

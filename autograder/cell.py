@@ -22,6 +22,7 @@ reaches the cell, so warnings cost no points.
 
 Only the standard library is imported here.
 """
+
 import os
 import subprocess
 import sys
@@ -44,15 +45,34 @@ class HiddenTestFailure(Exception):
 def run_judge(handin_dir, cache_dir):
     """Judge ``handin_dir`` in a fresh isolated interpreter and store the verdict in ``cache_dir``."""
     sandbox = os.environ.get(SANDBOX_ENV, "1") != "0"
-    bootstrap = ("import sys; sys.path.insert(0, sys.argv[1]); from autograder.judge.__main__ import main; "
-                 "sys.exit(main(sys.argv[2:]))")
+    bootstrap = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from autograder.judge.__main__ import main; "
+        "sys.exit(main(sys.argv[2:]))"
+    )
     with tempfile.TemporaryDirectory(prefix="handin3-cell-") as scratch:
-        command = [sys.executable, "-I", "-c", bootstrap, str(KIT_ROOT), "--handin", str(handin_dir),
-                   "--out", str(Path(scratch) / "verdict.json"), "--cache", str(cache_dir)]
+        command = [
+            sys.executable,
+            "-I",
+            "-c",
+            bootstrap,
+            str(KIT_ROOT),
+            "--handin",
+            str(handin_dir),
+            "--out",
+            str(Path(scratch) / "verdict.json"),
+            "--cache",
+            str(cache_dir),
+        ]
         if not sandbox:
             command.append("--no-sandbox")
-        done = subprocess.run(command, cwd=scratch, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=JUDGE_TIMEOUT_SECONDS)
+        done = subprocess.run(
+            command,
+            cwd=scratch,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=JUDGE_TIMEOUT_SECONDS,
+        )
     if done.returncode != 0:
         last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the judge failed (exit {done.returncode}): {last[:300]}")
@@ -70,8 +90,9 @@ def verdict_for(handin_dir):
     key = cache.verdict_key(handin_dir)
     verdict = cache.load_by_key(key, folder)
     if verdict is None and os.environ.get(CELL_JUDGES_ENV, "1") == "0":
-        raise MissingVerdict("the grader has no verdict for these modules (a grader error, not yours; "
-                             "the TA will grade again)")
+        raise MissingVerdict(
+            "the grader has no verdict for these modules (a grader error, not yours; the TA will grade again)"
+        )
     if verdict is None:
         run_judge(handin_dir, folder)
         verdict = cache.load_by_key(key, folder)

@@ -31,6 +31,7 @@ Accepted with a note (the status stays as it is): a file name in the wrong case
 graded copy), extra files (ignored), a report or results file over its cap or a
 report that is not a notebook (left out; the code parts are graded as usual).
 """
+
 import ast
 import hashlib
 import io
@@ -64,8 +65,11 @@ MAX_REPORT_BYTES = 20 * 2**20
 MAX_SUBMISSION_BYTES = 200 * 2**20  # one student's files within MAX_DEPTH (a folder, or a zip unpacked)
 MAX_SUBMISSION_FILES = 10_000  # one student's files (or zip members)
 MAX_BULK_MEMBERS = 500_000  # members of one LMS bulk download
-CAPS = {**{name: MAX_MODULE_BYTES for name in STUDENT_MODULES}, REPORT: MAX_REPORT_BYTES,
-        RESULTS_FILE: MAX_RESULTS_BYTES}
+CAPS = {
+    **{name: MAX_MODULE_BYTES for name in STUDENT_MODULES},
+    REPORT: MAX_REPORT_BYTES,
+    RESULTS_FILE: MAX_RESULTS_BYTES,
+}
 
 #: A student id is used in file names, nbgrader's globs, CSV cells and HTML: only these characters.
 SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
@@ -80,6 +84,7 @@ LMS_REGEXP = r".*/[^/]*_(?P<student_id>\d+)_assignsubmission_file_/(?P<file_id>.
 @dataclass
 class Submission:
     """One student's files as found, before anything is executed."""
+
     student_id: str
     origins: list  # where it came from (folders, zips), for messages
     files: dict = field(default_factory=dict)  # canonical name -> staged copy of the found file
@@ -100,8 +105,13 @@ class Submission:
     @property
     def gradable(self):
         """Can the judge run? (Missing files and syntax errors still leave other parts gradable.)"""
-        return self.status.split(":")[0] not in ("bad_archive", "too_large", "duplicate_id", "empty_submission",
-                                                 "grader_error")
+        return self.status.split(":")[0] not in (
+            "bad_archive",
+            "too_large",
+            "duplicate_id",
+            "empty_submission",
+            "grader_error",
+        )
 
 
 class BadArchive(Exception):
@@ -115,12 +125,14 @@ class TooLarge(Exception):
 @dataclass
 class Entry:
     """One file of a listing: its path relative to the submission's top, its declared size, how to read it."""
+
     path: str
     size: int
     read: callable  # read(cap) -> bytes, at most cap + 1 of them
 
 
 # ----------------------------------------------------------------------------- student ids
+
 
 def safe_id(name):
     """``name`` if it is a safe id, else a derived one: an ASCII slug of it plus 8 hex of its sha256."""
@@ -138,6 +150,7 @@ def shown(text):
 
 # ----------------------------------------------------------------------------- discovery
 
+
 def collect(submissions_dir, staging_dir, lms_regexp=LMS_REGEXP):
     """Find every submission in ``submissions_dir``; the files it needs are copied under ``staging_dir``.
 
@@ -153,13 +166,15 @@ def collect(submissions_dir, staging_dir, lms_regexp=LMS_REGEXP):
             continue
         if entry.is_dir() and not entry.is_symlink():
             found.setdefault(safe_id(entry.name), []).append(
-                (entry.name, f"folder {entry.name}/", lambda root=entry: folder_listing(root)))
+                (entry.name, f"folder {entry.name}/", lambda root=entry: folder_listing(root))
+            )
         elif entry.suffix.lower() == ".zip" and entry.is_file() and is_lms_download(entry, lms_regexp):
             for name, student_id, origin, lister in lms_students(entry, staging_dir / "lms", lms_regexp):
                 found.setdefault(safe_id(student_id), []).append((name, origin, lister))
         elif entry.suffix.lower() == ".zip" and entry.is_file():
             found.setdefault(safe_id(entry.stem), []).append(
-                (entry.stem, f"archive {entry.name}", lambda archive=entry: zip_listing(archive)))
+                (entry.stem, f"archive {entry.name}", lambda archive=entry: zip_listing(archive))
+            )
     submissions = []
     for number, (student_id, candidates) in enumerate(sorted(found.items())):
         submission = Submission(student_id, [shown(origin) for _, origin, _ in candidates])
@@ -167,8 +182,10 @@ def collect(submissions_dir, staging_dir, lms_regexp=LMS_REGEXP):
             examine(submission, candidates, staging_dir / "files" / str(number))
         except Exception as error:  # noqa: BLE001 - a collector bug on one student must not stop the class
             submission.status = "grader_error"
-            submission.notes.append(f"The grader failed while reading these files ({type(error).__name__}: "
-                                    f"{shown(error)[:300]}). Not your fault; the TA has been told.")
+            submission.notes.append(
+                f"The grader failed while reading these files ({type(error).__name__}: "
+                f"{shown(error)[:300]}). Not your fault; the TA has been told."
+            )
         submissions.append(submission)
     return submissions
 
@@ -178,13 +195,18 @@ def examine(submission, candidates, staging):
     names = sorted({name for name, _, _ in candidates})
     if any(safe_id(name) != name for name in names):
         submission.original_name = " | ".join(names)
-        submission.notes.append(f"The name '{shown(submission.original_name)}' is not a safe student id "
-                        f"(letters, digits, '_', '.', '-', at most 64, not starting with '.' or '-'); "
-                        f"graded as {submission.student_id}.")
+        submission.notes.append(
+            f"The name '{shown(submission.original_name)}' is not a safe student id "
+            f"(letters, digits, '_', '.', '-', at most 64, not starting with '.' or '-'); "
+            f"graded as {submission.student_id}."
+        )
     if len(candidates) > 1:
         submission.status = "duplicate_id"
-        submission.notes.append(f"Two or more submissions for {submission.student_id}: "
-                                + ", ".join(submission.origins) + ". None was graded; keep one and grade again.")
+        submission.notes.append(
+            f"Two or more submissions for {submission.student_id}: "
+            + ", ".join(submission.origins)
+            + ". None was graded; keep one and grade again."
+        )
         return
     _, origin, lister = candidates[0]
     try:
@@ -202,8 +224,10 @@ def examine(submission, candidates, staging):
         inner = [e.path for e in entries if e.path.lower().endswith(".zip")]
         hint = f" (zips inside a submission are not opened: {shown(inner[0])})" if inner else ""
         submission.status = "empty_submission"
-        submission.notes.append(f"{shown(origin)} holds none of the expected files "
-                                f"({', '.join(KNOWN_FILES)}), at most {MAX_DEPTH - 1} folders deep{hint}.")
+        submission.notes.append(
+            f"{shown(origin)} holds none of the expected files "
+            f"({', '.join(KNOWN_FILES)}), at most {MAX_DEPTH - 1} folders deep{hint}."
+        )
         return
     submission.files = stage_files(chosen, staging, submission)
     for name in STUDENT_MODULES:
@@ -251,8 +275,10 @@ def stage_files(chosen, staging, submission):
         if data is None or len(data) > cap:
             message = f"{shown(entry.path)} is larger than {cap // 2**20} MB and was not read"
             if canonical in STUDENT_MODULES:
-                submission.fail(f"file_too_large:{canonical}",
-                                f"{message}: the released stub was graded in its place. Submit only your code.")
+                submission.fail(
+                    f"file_too_large:{canonical}",
+                    f"{message}: the released stub was graded in its place. Submit only your code.",
+                )
             else:
                 submission.notes.append(f"{message}.")
             continue
@@ -267,17 +293,24 @@ def _check_python(submission, name):
     data = submission.files[name].read_bytes()
     graded = as_graded(data)
     if graded is not data:
-        submission.notes.append(f"{name} is not UTF-8; it was read as cp1252 (Windows) and converted "
-                                "to UTF-8 for grading. Save your files as UTF-8.")
+        submission.notes.append(
+            f"{name} is not UTF-8; it was read as cp1252 (Windows) and converted "
+            "to UTF-8 for grading. Save your files as UTF-8."
+        )
     try:
         ast.parse(graded, filename=name)
     except (SyntaxError, ValueError) as error:
         line = getattr(error, "lineno", None) or 0
-        submission.fail(f"syntax_error:{name}:{line}",
-                        f"{name} line {line}: SyntaxError: {shown(getattr(error, 'msg', error))[:300]}")
+        submission.fail(
+            f"syntax_error:{name}:{line}",
+            f"{name} line {line}: SyntaxError: {shown(getattr(error, 'msg', error))[:300]}",
+        )
     except (MemoryError, RecursionError) as error:
-        submission.fail(f"syntax_error:{name}:0", f"{name}: Python cannot compile it ({type(error).__name__}: "
-                        "an expression nested or chained too deeply). Split it into smaller statements.")
+        submission.fail(
+            f"syntax_error:{name}:0",
+            f"{name}: Python cannot compile it ({type(error).__name__}: "
+            "an expression nested or chained too deeply). Split it into smaller statements.",
+        )
 
 
 def _is_utf8(data):
@@ -305,6 +338,7 @@ def graded_text(path):
 
 
 # ----------------------------------------------------------------------------- listings
+
 
 def read_regular_file(path, cap):
     """At most ``cap + 1`` bytes of ``path``; a symlink or non-regular file reads as empty."""
@@ -339,8 +373,9 @@ def folder_listing(root):
             total += info.st_size
             if total > MAX_SUBMISSION_BYTES:
                 raise TooLarge(f"more than {MAX_SUBMISSION_BYTES // 2**20} MB of files")
-            entries.append(Entry("/".join((*relative, name)), info.st_size,
-                                 lambda cap, path=path: read_regular_file(path, cap)))
+            entries.append(
+                Entry("/".join((*relative, name)), info.st_size, lambda cap, path=path: read_regular_file(path, cap))
+            )
     return entries
 
 
@@ -379,17 +414,22 @@ def zip_listing(archive, prefix=""):
     Raises:
         BadArchive, TooLarge.
     """
-    members = [m for m in zip_members(archive, MAX_BULK_MEMBERS if prefix else MAX_SUBMISSION_FILES)
-               if m.filename.startswith(prefix) and not m.is_dir() and not _is_symlink_member(m)]
+    members = [
+        m
+        for m in zip_members(archive, MAX_BULK_MEMBERS if prefix else MAX_SUBMISSION_FILES)
+        if m.filename.startswith(prefix) and not m.is_dir() and not _is_symlink_member(m)
+    ]
     if len(members) > MAX_SUBMISSION_FILES:
         raise TooLarge(f"more than {MAX_SUBMISSION_FILES} files")
     if sum(m.file_size for m in members) > MAX_SUBMISSION_BYTES:
         raise TooLarge(f"it unpacks to more than {MAX_SUBMISSION_BYTES // 2**20} MB")
-    return [Entry(m.filename[len(prefix):], m.file_size, lambda cap, m=m: read_member(archive, m, cap))
-            for m in members]
+    return [
+        Entry(m.filename[len(prefix) :], m.file_size, lambda cap, m=m: read_member(archive, m, cap)) for m in members
+    ]
 
 
 # ----------------------------------------------------------------------------- LMS bulk downloads
+
 
 def lms_owner(first, is_folder, lms_regexp):
     """``(student id, file id)`` that the top-level entry ``first`` of a bulk download names, or None."""
@@ -427,8 +467,10 @@ def lms_students(archive, staging, lms_regexp):
     try:
         tops = _top_entries(archive)
     except (BadArchive, TooLarge) as error:
+
         def refuse(error=error):
             raise error
+
         yield archive.stem, archive.stem, f"LMS download {archive.name}", refuse
         return
     flat = {}  # student id -> [(top-level file, file id)]: an LMS that names files, not folders
@@ -454,8 +496,10 @@ def _lms_entry_listing(archive, prefix, staging):
             entries.append(entry)
             continue
         folder = PurePosixPath(entry.path).parent
-        entries += [Entry(str(folder / inner.path), inner.size, inner.read)
-                    for inner in _inner_zip_listing(entry, staging / f"{len(entries)}.zip")]
+        entries += [
+            Entry(str(folder / inner.path), inner.size, inner.read)
+            for inner in _inner_zip_listing(entry, staging / f"{len(entries)}.zip")
+        ]
     if len(entries) > MAX_SUBMISSION_FILES:
         raise TooLarge(f"more than {MAX_SUBMISSION_FILES} files")
     return entries
@@ -489,6 +533,7 @@ def _inner_zip_listing(entry, copy):
 
 # ----------------------------------------------------------------------------- layout for nbgrader
 
+
 def normalize(submission, course_root, release_dir):
     """Write ``submitted/<id>/hand_in_3/`` with only the known files (+ the released grading.ipynb).
 
@@ -509,8 +554,9 @@ def normalize(submission, course_root, release_dir):
         source_report = Path(course_root) / "source" / ASSIGNMENT / REPORT
         report, problem = clean_report(submission.files[REPORT].read_bytes(), source_report)
         if report is None:
-            submission.notes.append(f"{REPORT} could not be used ({problem}); the TA sees no report. "
-                                    "The code parts are graded as usual.")
+            submission.notes.append(
+                f"{REPORT} could not be used ({problem}); the TA sees no report. The code parts are graded as usual."
+            )
         else:
             (target / REPORT).write_text(report, encoding="utf-8")
     if RESULTS_FILE in submission.files:
@@ -535,8 +581,11 @@ def clean_report(data, source_report):
     except Exception as error:  # noqa: BLE001 - bad JSON, RecursionError on deep nesting, schema errors...
         return None, f"not a valid notebook: {type(error).__name__}"
     source = nbformat.read(source_report, as_version=4) if Path(source_report).is_file() else None
-    known = {cell.metadata["nbgrader"]["grade_id"]: cell for cell in (source.cells if source else [])
-             if "grade_id" in cell.metadata.get("nbgrader", {})}
+    known = {
+        cell.metadata["nbgrader"]["grade_id"]: cell
+        for cell in (source.cells if source else [])
+        if "grade_id" in cell.metadata.get("nbgrader", {})
+    }
     used = set()
     notebook.metadata = source.metadata if source else {}
     for cell in notebook.cells:

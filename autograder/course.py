@@ -17,6 +17,7 @@ nbgrader's own ``ClearSolutions`` (the file's text wrapped in a one-cell
 notebook), the notebooks are normalized so that a rebuild is byte-identical,
 and the result is checked by the explicit gate of :mod:`autograder.gate`.
 """
+
 import hashlib
 import json
 import os
@@ -63,8 +64,13 @@ def gradebook_path(course_root):
     return Path(course_root) / "gradebook.db"
 
 
-def build_course(course_root, force=True, solutions_dir=SOLUTIONS_DIR, grading_notebook=GRADING_NOTEBOOK,
-                 nbgrader_config=NBGRADER_CONFIG):
+def build_course(
+    course_root,
+    force=True,
+    solutions_dir=SOLUTIONS_DIR,
+    grading_notebook=GRADING_NOTEBOOK,
+    nbgrader_config=NBGRADER_CONFIG,
+):
     """Lay out an nbgrader course for hand_in_3, generate its release and gate it.
 
     Args:
@@ -130,13 +136,21 @@ def nbgrader_environment():
 
 def generate_assignment(course_root):
     """Run real ``nbgrader generate_assignment`` in ``course_root`` (creates release/ and the gradebook)."""
-    command = [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force",
-               f"--CourseDirectory.root={course_root}"]
+    command = [
+        sys.executable,
+        "-m",
+        "nbgrader",
+        "generate_assignment",
+        ASSIGNMENT,
+        "--force",
+        f"--CourseDirectory.root={course_root}",
+    ]
     done = subprocess.run(command, cwd=course_root, env=nbgrader_environment(), capture_output=True, text=True)
     if done.returncode != 0 or not (release_dir(course_root) / "handin").is_dir():
         raise CourseBuildError(
             f"`{' '.join(command)}` failed in {course_root} (exit {done.returncode}):\n"
-            f"{done.stdout[-4000:]}{done.stderr[-4000:]}")
+            f"{done.stdout[-4000:]}{done.stderr[-4000:]}"
+        )
     return done
 
 
@@ -149,8 +163,9 @@ def strip_module(path):
     from nbgrader.preprocessors import ClearSolutions
 
     path = Path(path)
-    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                                  "display_name": "Python 3"}})
+    notebook = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    )
     notebook.cells.append(nbformat.v4.new_code_cell(path.read_text(encoding="utf-8")))
     clear = ClearSolutions(enforce_metadata=False, code_stub={"python": CODE_STUB})
     notebook, _ = clear.preprocess(notebook, {})
@@ -195,5 +210,12 @@ def normalize_notebook(path, source_path=None):
     path.write_text(nbformat.writes(notebook, version=4) + "\n", encoding="utf-8")
 
 
-__all__ = ["build_course", "source_dir", "release_dir", "gradebook_path", "strip_module", "normalize_notebook",
-           "CourseBuildError"]
+__all__ = [
+    "build_course",
+    "source_dir",
+    "release_dir",
+    "gradebook_path",
+    "strip_module",
+    "normalize_notebook",
+    "CourseBuildError",
+]

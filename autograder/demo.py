@@ -7,6 +7,7 @@
    bubblewrap) into ``build/demo/results``.
 4. Print the grade table and where the feedback is.
 """
+
 import argparse
 import shutil
 import sys
@@ -33,9 +34,11 @@ def apply_edits(text, edits, where):
     for edit in edits:
         count = text.count(edit["old"])
         if count != 1:
-            raise ExampleError(f"{EXAMPLES}: {where}: the text to replace occurs {count} times in "
-                               f"{edit['file']}, expected once; update the edit to the current solution:\n"
-                               f"{edit['old']}")
+            raise ExampleError(
+                f"{EXAMPLES}: {where}: the text to replace occurs {count} times in "
+                f"{edit['file']}, expected once; update the edit to the current solution:\n"
+                f"{edit['old']}"
+            )
         text = text.replace(edit["old"], edit["new"])
     return text
 
@@ -69,14 +72,16 @@ def assemble_examples(target, names=None):
 def regenerate_release():
     """Run the release command; the stubs and the report come from it."""
     from . import release
+
     code = release.main([])
     if code != 0:
         raise SystemExit(f"demo: the release could not be regenerated (exit {code}); see above")
 
 
 def main(argv=()):
-    parser = argparse.ArgumentParser(prog="python -m autograder demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--no-sandbox", action="store_true", help="grade without bubblewrap (development only)")
     parser.add_argument("--out", type=Path, default=DEMO_DIR, help="working folder (default: %(default)s)")
     options = parser.parse_args(argv)
@@ -90,6 +95,7 @@ def main(argv=()):
         print(f"  {student_id:22s} {' '.join(spec['about'].split())}")
     print(f"\n== 3. grading {submissions}")
     from . import batch
+
     argv = [str(submissions), "--out", str(options.out / "results")]
     if options.no_sandbox:
         argv.append("--no-sandbox")

@@ -29,6 +29,7 @@ a ``grader_error``). An exception raised by the task (a worker's disk full, say)
 student's ``grader_error``, as in a local run. Each future yields one result, so each
 student is stored once and autograded once, whatever ran twice on the workers.
 """
+
 import dataclasses
 import functools
 import json
@@ -53,6 +54,7 @@ class ClusterFault(RuntimeError):
 
 # ----------------------------------------------------------------------------- the worker's side
 
+
 def judge_task(task):
     """Judge one student's modules on a Dask worker; returns JSON text (never an object).
 
@@ -75,8 +77,12 @@ def judge_task(task):
             for name in STUDENT_MODULES:
                 if task["modules"].get(name) is not None:
                     (handin / name).write_bytes(task["modules"][name])
-            verdict = judge_submission(handin, sandbox=task["sandbox"], inputs=hidden_inputs(task["seed"]),
-                                       limits=sandbox.Limits(**task["limits"]))
+            verdict = judge_submission(
+                handin,
+                sandbox=task["sandbox"],
+                inputs=hidden_inputs(task["seed"]),
+                limits=sandbox.Limits(**task["limits"]),
+            )
     except (sandbox.SandboxFault, sandbox.SandboxUnavailable) as error:
         return json.dumps({"host": host, "fault": f"the sandbox failed on {host}: {type(error).__name__}: {error}"})
     return json.dumps({"host": host, "verdict": verdict})
@@ -114,8 +120,10 @@ def _hidden_inputs(seed):
 
 # ----------------------------------------------------------------------------- the coordinator's side
 
-def judge_on_cluster(address, todo, handin_of, cache_dir, *, limits, use_sandbox, allow_unenforced_limits,
-                     progress, record_fault):
+
+def judge_on_cluster(
+    address, todo, handin_of, cache_dir, *, limits, use_sandbox, allow_unenforced_limits, progress, record_fault
+):
     """Judge the submissions ``todo`` on the Dask cluster at ``address``; store each verdict on arrival.
 
     Args:
@@ -143,10 +151,16 @@ def judge_on_cluster(address, todo, handin_of, cache_dir, *, limits, use_sandbox
                 cache.store(judge_unreadable(handin, seed), handin, seed, cache_dir)
                 progress.update(1)
                 continue
-            task = {"modules": modules, "seed": seed, "limits": dataclasses.asdict(limits),
-                    "sandbox": use_sandbox, "allow_unenforced_limits": allow_unenforced_limits}
-            future = client.submit(judge_task, task, key=f"handin3-judge-{uuid.uuid4().hex}", pure=False,
-                                   retries=RETRIES)
+            task = {
+                "modules": modules,
+                "seed": seed,
+                "limits": dataclasses.asdict(limits),
+                "sandbox": use_sandbox,
+                "allow_unenforced_limits": allow_unenforced_limits,
+            }
+            future = client.submit(
+                judge_task, task, key=f"handin3-judge-{uuid.uuid4().hex}", pure=False, retries=RETRIES
+            )
             futures[future] = submission
         for future in as_completed(futures, loop=client.loop):
             submission = futures[future]
@@ -170,14 +184,18 @@ def connect(address):
     try:
         client = Client(address, timeout=CONNECT_SECONDS, set_as_default=False)
     except (OSError, TimeoutError) as error:
-        raise ConnectionError(f"cannot reach the Dask scheduler at {address} ({error}). Start one with "
-                              "`dask scheduler` on that host, or check the address and port") from None
+        raise ConnectionError(
+            f"cannot reach the Dask scheduler at {address} ({error}). Start one with "
+            "`dask scheduler` on that host, or check the address and port"
+        ) from None
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
     except TimeoutError:
         client.close()
-        raise ConnectionError(f"no Dask worker joined {address} within {WORKER_WAIT_SECONDS} s. Start workers "
-                              f"with `dask worker {address}` on hosts with the kit and bubblewrap") from None
+        raise ConnectionError(
+            f"no Dask worker joined {address} within {WORKER_WAIT_SECONDS} s. Start workers "
+            f"with `dask worker {address}` on hosts with the kit and bubblewrap"
+        ) from None
     return client
 
 
@@ -193,13 +211,18 @@ def accept(answer, handin, seed):
     if "fault" in reply:
         raise ClusterFault(str(reply["fault"]))
     verdict, host = reply.get("verdict"), reply.get("host")
-    if not isinstance(verdict, dict) or not isinstance(verdict.get("parts"), dict) or \
-            set(verdict["parts"]) != set(PARTS):
+    if (
+        not isinstance(verdict, dict)
+        or not isinstance(verdict.get("parts"), dict)
+        or set(verdict["parts"]) != set(PARTS)
+    ):
         raise ClusterFault(f"the Dask worker on {host} returned a malformed verdict")
     if verdict.get("key") != cache.verdict_key(handin, seed):
-        raise ClusterFault(f"the Dask worker on {host} runs another version of the kit (judge version "
-                           f"{verdict.get('judge_version')}, here {cache.judge_version()}): install the same kit "
-                           "commit on every worker")
+        raise ClusterFault(
+            f"the Dask worker on {host} runs another version of the kit (judge version "
+            f"{verdict.get('judge_version')}, here {cache.judge_version()}): install the same kit "
+            "commit on every worker"
+        )
     return verdict
 
 
@@ -208,4 +231,3 @@ def judge_unreadable(handin, seed):
     from .judge.core import judge_submission
 
     return judge_submission(handin, sandbox=True, seed=seed)
-

@@ -14,6 +14,7 @@ The page also shows the report's results as the grader drew them (the notice whe
 results file is missing or unusable, the figures, the findings), read from the autograded
 report notebook that :class:`autograder.nbgrader_plugins.RenderReport` filled.
 """
+
 import base64
 import html
 import struct
@@ -29,30 +30,31 @@ from .judge.points import PARTS
 STATUS_TEXT = {
     "ok": "Your code ran to the end; the points below are what the hidden tests gave.",
     "timeout": "Your code did not finish within the time limit (an endless loop, or far too slow). "
-               "The part it was running scored 0; the other parts were graded in a fresh process.",
+    "The part it was running scored 0; the other parts were graded in a fresh process.",
     "memory_limit": "Your code used more memory than allowed. The part it was running scored 0.",
     "crashed": "The process running your code ended unexpectedly (sys.exit, os._exit, a crash, or an "
-               "exception while importing your module). The affected parts scored 0; see their reasons.",
+    "exception while importing your module). The affected parts scored 0; see their reasons.",
     "bad_archive": "Your zip file could not be opened safely, so nothing was graded. Zip your files again "
-                   "(File > Compress / `zip -r`) and resubmit.",
+    "(File > Compress / `zip -r`) and resubmit.",
     "duplicate_id": "There were two or more submissions for you; nothing was graded until only one is left.",
     "empty_submission": "None of the expected files were found in your submission.",
     "missing_file": "A file is missing from your submission; the parts that need it scored 0.",
     "syntax_error": "A module has a syntax error, so Python cannot import it; the parts that need it scored 0. "
-                    "Run the notebooks before handing in: they would have shown the error.",
+    "Run the notebooks before handing in: they would have shown the error.",
     "not_implemented": "Your code ran, but at least one function is still the released stub (it raises "
-                       "NotImplementedError); its part scored 0. The parts below name the function and its file.",
+    "NotImplementedError); its part scored 0. The parts below name the function and its file.",
     "grader_error": "The grader itself failed on your submission; this is not your fault and your grade is not "
-                    "final. The TA will grade it again.",
+    "final. The TA will grade it again.",
     "bad_id": "The name of your submission (folder or zip) has characters the grader does not accept, so it "
-              "was graded under the id shown above. The notes say which name it came from.",
+    "was graded under the id shown above. The notes say which name it came from.",
     "too_large": "Your submission holds too many files or too many bytes to be graded. Hand in only the "
-                 "three modules, the report notebook and results/experiment.json.",
+    "three modules, the report notebook and results/experiment.json.",
     "file_too_large": "A module is larger than the grader accepts, so the released stub was graded in its place.",
 }
 
 
 # ----------------------------------------------------------------------------- rendering
+
 
 def png_data_uri(pixels):
     """Encode an image as a PNG data URI with numpy and zlib only (fast: no plotting library).
@@ -65,12 +67,15 @@ def png_data_uri(pixels):
     colour_type = 2 if pixels.ndim == 3 else 0
 
     def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     rows = b"".join(b"\0" + row.tobytes() for row in pixels.reshape(height, -1))  # filter 0 per row
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
@@ -83,8 +88,12 @@ def _scaled(array, low, high, zoom):
 
 def picture_panels(picture, size=112):
     """``[(title, data URI or None)]``: batch_i, batch_j, expected, got on one grey scale; |got - expected| in red."""
-    panels = [("batch_i", picture["i"]), ("batch_j", picture["j"]), ("expected", picture["expected"]),
-              ("got", picture["got"])]
+    panels = [
+        ("batch_i", picture["i"]),
+        ("batch_j", picture["j"]),
+        ("expected", picture["expected"]),
+        ("got", picture["got"]),
+    ]
     shown = [np.asarray(a, dtype=np.float64) for _, a in panels if a is not None]
     finite = np.concatenate([a[np.isfinite(a)].ravel() for a in shown]) if shown else np.zeros(1)
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -129,8 +138,10 @@ def _part_html(name, part, row):
     lines.append("<table><tr><th>check</th><th>points</th><th>result</th></tr>")
     for check in part.get("checks", []):
         verdict_class = "pass" if check.get("passed") else "fail"
-        lines.append(f"<tr><td>{_escape(check['name'])}</td><td>{_escape(check['points'])} / "
-                     f"{_escape(check['max'])}</td><td class='{verdict_class}'>{_escape(check['message'])}</td></tr>")
+        lines.append(
+            f"<tr><td>{_escape(check['name'])}</td><td>{_escape(check['points'])} / "
+            f"{_escape(check['max'])}</td><td class='{verdict_class}'>{_escape(check['message'])}</td></tr>"
+        )
     lines.append("</table>")
     picture = part.get("picture")
     if picture:
@@ -139,10 +150,14 @@ def _part_html(name, part, row):
             caption += f": {picture['note']}"
         cells = "".join(
             f"<td><div>{_escape(title)}</div>"
-            + (f"<img alt='{_escape(title)}' src='{uri}'>" if uri else "<div>nothing to show</div>") + "</td>"
-            for title, uri in picture_panels(picture))
-        lines.append(f"<figure><table class='picture'><tr>{cells}</tr></table>"
-                     f"<figcaption>{_escape(caption)}</figcaption></figure>")
+            + (f"<img alt='{_escape(title)}' src='{uri}'>" if uri else "<div>nothing to show</div>")
+            + "</td>"
+            for title, uri in picture_panels(picture)
+        )
+        lines.append(
+            f"<figure><table class='picture'><tr>{cells}</tr></table>"
+            f"<figcaption>{_escape(caption)}</figcaption></figure>"
+        )
     return "\n".join(lines)
 
 
@@ -166,8 +181,10 @@ def report_html(notebook_path):
         return ""
     lines = ["<h2>Your report's results</h2>"]
     if outcome.get("status") != "ok":
-        lines.append("<p class='fail'>The report's figures and findings could not be drawn; your written answers "
-                     "are graded by hand, the code parts as usual.</p>")
+        lines.append(
+            "<p class='fail'>The report's figures and findings could not be drawn; your written answers "
+            "are graded by hand, the code parts as usual.</p>"
+        )
     notes = [note for note in outcome.get("notes", []) if isinstance(note, str)]
     if notes:
         lines.append("<ul>" + "".join(f"<li>{_escape(note)}</li>" for note in notes) + "</ul>")
@@ -176,7 +193,9 @@ def report_html(notebook_path):
             picture = output.get("data", {}).get("image/png")
             if isinstance(picture, str):
                 data = base64.b64encode(base64.b64decode(picture)).decode("ascii")  # only base64 reaches the page
-                lines.append(f"<p><img style='max-width:100%' alt='report figure' src='data:image/png;base64,{data}'></p>")
+                lines.append(
+                    f"<p><img style='max-width:100%' alt='report figure' src='data:image/png;base64,{data}'></p>"
+                )
             elif output.get("output_type") == "stream" and isinstance(output.get("text"), str):
                 lines.append(f"<pre>{_escape(output['text'])}</pre>")
     return "\n".join(lines)
@@ -185,10 +204,12 @@ def report_html(notebook_path):
 def feedback_html(submission, row, verdict, report_notebook=None):
     """The page for one student (a string); ``report_notebook``: the autograded report, if any."""
     status = row["status"]
-    body = [f"<h1>Hand-in 3: feedback for {_escape(submission.student_id)}</h1>",
-            f"<p><b>Total: {_escape(row['total'])} / {_escape(row['max_total'])}</b> "
-            "(autograded parts; the report's answers are graded by hand)</p>",
-            f"<p class='status'>Status: <b>{_escape(status)}</b>. {_escape(_status_text(status))}</p>"]
+    body = [
+        f"<h1>Hand-in 3: feedback for {_escape(submission.student_id)}</h1>",
+        f"<p><b>Total: {_escape(row['total'])} / {_escape(row['max_total'])}</b> "
+        "(autograded parts; the report's answers are graded by hand)</p>",
+        f"<p class='status'>Status: <b>{_escape(status)}</b>. {_escape(_status_text(status))}</p>",
+    ]
     if submission.notes:
         body.append("<h2>About your files</h2><ul>")
         body += [f"<li>{_escape(note)}</li>" for note in submission.notes]
@@ -203,8 +224,10 @@ def feedback_html(submission, row, verdict, report_notebook=None):
             body.append(f"<h2>{_escape(name)}: {_escape(row[name])}</h2><p>Not graded (see the status above).</p>")
     if report_notebook is not None:
         body.append(report_html(report_notebook))
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Feedback {_escape(submission.student_id)}"
-            f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Feedback {_escape(submission.student_id)}"
+        f"</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def write_feedback(path, submission, row, verdict):

@@ -1,4 +1,5 @@
 """Writing a file so that readers see the old content or the new one, never half (standard library only)."""
+
 import os
 import tempfile
 from pathlib import Path

@@ -14,6 +14,7 @@ the secret regions (e.g. ``return result, interpolation`` after the student's
 block) are public anyway, and punctuation-only lines or bare keywords such as
 ``pass`` say nothing about the answer: both are ignored.
 """
+
 import json
 import re
 from dataclasses import dataclass
@@ -42,9 +43,10 @@ class UnbalancedMarkersError(ReleaseLeakError):
 @dataclass(frozen=True)
 class Leak:
     """One offending line of a generated file."""
+
     path: Path
-    where: str   # "line 12" or "cell 3, line 2"
-    kind: str    # "marker", "solution line" or "hidden-test line"
+    where: str  # "line 12" or "cell 3, line 2"
+    kind: str  # "marker", "solution line" or "hidden-test line"
     text: str
 
     def __str__(self):
@@ -136,9 +138,11 @@ def secret_and_public_lines(solutions_dir, grading_notebook=None):
         (secrets, public): ``secrets`` maps a squeezed line to ``(kind, origin)``;
         ``public`` is the set of squeezed lines outside every secret region.
     """
-    sources = [(path, _SOLUTION_MARKERS, "solution line")
-               for path in sorted(Path(solutions_dir).rglob("*"))
-               if path.suffix in (".py", ".ipynb") and not IGNORED_NAMES & set(path.parts)]
+    sources = [
+        (path, _SOLUTION_MARKERS, "solution line")
+        for path in sorted(Path(solutions_dir).rglob("*"))
+        if path.suffix in (".py", ".ipynb") and not IGNORED_NAMES & set(path.parts)
+    ]
     if grading_notebook is not None and Path(grading_notebook).is_file():
         sources.append((Path(grading_notebook), _HIDDEN_MARKERS, "hidden-test line"))
 
@@ -151,7 +155,8 @@ def secret_and_public_lines(solutions_dir, grading_notebook=None):
             except UnbalancedMarkersError as error:
                 raise UnbalancedMarkersError(
                     f"release gate: unbalanced markers in {path}, {prefix}{error}. Fix the delimiters "
-                    "(nbgrader matches them exactly) and regenerate.") from None
+                    "(nbgrader matches them exactly) and regenerate."
+                ) from None
             public.update(squeeze(line) for line in public_lines)
             for line in secret_lines:
                 secrets.setdefault(squeeze(line), (kind, f"{path.name} {prefix}".strip(", ")))
@@ -161,8 +166,11 @@ def secret_and_public_lines(solutions_dir, grading_notebook=None):
 
 def release_files(folder):
     """Every file under ``folder`` that a release may contain, sorted."""
-    return sorted(path for path in Path(folder).rglob("*")
-                  if path.is_file() and not IGNORED_NAMES & set(path.relative_to(folder).parts))
+    return sorted(
+        path
+        for path in Path(folder).rglob("*")
+        if path.is_file() and not IGNORED_NAMES & set(path.relative_to(folder).parts)
+    )
 
 
 def find_leaks(files, secrets):
@@ -207,5 +215,6 @@ def check_release(folders, solutions_dir, grading_notebook=None):
         raise ReleaseLeakError(
             f"release gate: {len(leaks)} leaked line(s) in the generated release:\n{listing}\n"
             "Fix: put every answer inside a solution region of solutions/ (and every hidden test inside a "
-            "hidden-test region of autograder/grading.ipynb), then regenerate with `make release`.")
+            "hidden-test region of autograder/grading.ipynb), then regenerate with `make release`."
+        )
     return len(files)

@@ -30,13 +30,24 @@ Environment for the grading kernel (config files are Python; kernels inherit nbg
 environment): ``HANDIN3_KIT`` (where ``autograder/`` lives), and, set by the batch grader,
 ``HANDIN3_VERDICTS`` (verdict cache) and ``HANDIN3_SANDBOX`` (``0`` disables the sandbox).
 """
+
 import os
 import sys
 from pathlib import Path
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (AssignLatePenalties, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades,
-                                    IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    ClearHiddenTests,
+    ClearOutput,
+    DeduplicateIds,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
+    SaveAutoGrades,
+)
 
 ASSIGNMENT = "hand_in_3"
 COURSE_ROOT = Path(__file__).resolve().parent
@@ -68,12 +79,27 @@ c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this 
 
 c.Autograde.exclude_overwriting = {ASSIGNMENT: [f"handin/{name}" for name in STUDENT_MODULES]}
 
-c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, ResetGradingNotebook,
-                                      SanitizeNotebook, OverwriteCells, QuickCheckCellMetadata]
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    ResetGradingNotebook,
+    SanitizeNotebook,
+    OverwriteCells,
+    QuickCheckCellMetadata,
+]
 c.ResetGradingNotebook.source_notebook = str(COURSE_ROOT / "source" / ASSIGNMENT / "grading.ipynb")
 
-c.Autograde.autograde_preprocessors = [VerdictExecute, IgnorePattern, ClearMetadataPreprocessor, RenderReport,
-                                       LimitOutput, SaveAutoGrades, AssignLatePenalties, QuickCheckCellMetadata]
+c.Autograde.autograde_preprocessors = [
+    VerdictExecute,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    RenderReport,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    QuickCheckCellMetadata,
+]
 c.RenderReport.source_notebook = str(COURSE_ROOT / "source" / ASSIGNMENT / "3_report.ipynb")
 # Under the batch grader a grade cell only reads a verdict (well under a second). Run by hand, the
 # first cell may judge the submission itself: one judge run must fit in one cell.
@@ -84,7 +110,7 @@ c.GuardedExecute.shutdown_kernel = "immediate"
 c.GuardedExecute.kernel_name = "python3"
 
 c.IgnorePattern.enabled = True
-c.IgnorePattern.pattern = r"(?s)."       # any stderr text
+c.IgnorePattern.pattern = r"(?s)."  # any stderr text
 
 # formgrader checks nbgrader's exchange folder (by default /usr/local/share/nbgrader/exchange, which a TA
 # cannot write: "Unwritable directory"). The kit never uses the exchange, so it is a folder of the course.

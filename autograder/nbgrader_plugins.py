@@ -11,6 +11,7 @@
   unusable. The outcome is also kept in the notebook's metadata (``handin3_report``) for
   the kit's feedback page.
 """
+
 import copy
 from pathlib import Path
 
@@ -43,15 +44,18 @@ class RenderReport(NbGraderPreprocessor):
         if resources.get("nbgrader", {}).get("notebook") != self.notebook_name:
             return nb, resources
         if not self.source_notebook:
-            raise ValueError("RenderReport.source_notebook is not set: point it at "
-                             "source/<assignment>/3_report.ipynb in nbgrader_config.py")
+            raise ValueError(
+                "RenderReport.source_notebook is not set: point it at "
+                "source/<assignment>/3_report.ipynb in nbgrader_config.py"
+            )
         results_path = Path(resources.get("metadata", {}).get("path") or ".") / report.RESULTS_FILE
         try:
             results = report.grade_results(results_path)
         except Exception as error:  # a fault of the grader: say so, and never stop the other notebooks
             self.log.exception("Drawing the report from %s failed", results_path)
-            results = report.ReportResults("invalid", [f"The grader could not draw the report "
-                                                       f"({type(error).__name__}); tell the course staff."])
+            results = report.ReportResults(
+                "invalid", [f"The grader could not draw the report ({type(error).__name__}); tell the course staff."]
+            )
         kit_notebook = nbformat.read(self.source_notebook, as_version=4)
         if results.status == "ok":
             place_kit_cells(nb, kit_notebook, results.outputs)
@@ -66,11 +70,14 @@ def kit_cell_positions(kit_notebook):
     """``{marker of report.REPORT_CELLS: index of the kit's code cell whose source contains it}``."""
     positions = {}
     for marker in report.REPORT_CELLS:
-        matches = [index for index, cell in enumerate(kit_notebook.cells)
-                   if cell.cell_type == "code" and marker in cell.source]
+        matches = [
+            index for index, cell in enumerate(kit_notebook.cells) if cell.cell_type == "code" and marker in cell.source
+        ]
         if len(matches) != 1:
-            raise ValueError(f"the kit's report notebook has {len(matches)} code cells containing {marker!r}; "
-                             "autograder/report.py REPORT_CELLS must name exactly one each")
+            raise ValueError(
+                f"the kit's report notebook has {len(matches)} code cells containing {marker!r}; "
+                "autograder/report.py REPORT_CELLS must name exactly one each"
+            )
         positions[marker] = matches[0]
     return positions
 

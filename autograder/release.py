@@ -16,6 +16,7 @@ Steps:
 
 Exit codes: 0 success, 1 gate failure or ``--check`` difference, 2 nbgrader failure.
 """
+
 import argparse
 import filecmp
 import shutil
@@ -84,8 +85,11 @@ def compare_release(staging, kit_root):
     fresh, committed = _relative_files(staging), _relative_files(kit_root)
     differences = [f"missing from the kit: {path}" for path in fresh.keys() - committed.keys()]
     differences += [f"not generated (stale): {path}" for path in committed.keys() - fresh.keys()]
-    differences += [f"differs: {path}" for path in fresh.keys() & committed.keys()
-                    if not filecmp.cmp(fresh[path], committed[path], shallow=False)]
+    differences += [
+        f"differs: {path}"
+        for path in fresh.keys() & committed.keys()
+        if not filecmp.cmp(fresh[path], committed[path], shallow=False)
+    ]
     return sorted(differences)
 
 
@@ -118,8 +122,9 @@ def generate(kit_root=KIT_ROOT, check=False, solutions_dir=SOLUTIONS_DIR, gradin
     """
     kit_root = Path(kit_root)
     with tempfile.TemporaryDirectory(prefix="handin3-release-") as temporary:
-        course_root = build_course(Path(temporary) / "course", solutions_dir=solutions_dir,
-                                   grading_notebook=grading_notebook)
+        course_root = build_course(
+            Path(temporary) / "course", solutions_dir=solutions_dir, grading_notebook=grading_notebook
+        )
         staging = stage_release(course_root, Path(temporary) / "staging")
         check_release([staging / folder for folder in RELEASE_FOLDERS], solutions_dir, grading_notebook)
         if check:
@@ -128,11 +133,15 @@ def generate(kit_root=KIT_ROOT, check=False, solutions_dir=SOLUTIONS_DIR, gradin
 
 
 def main(argv=()):
-    parser = argparse.ArgumentParser(prog="python -m autograder release", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true",
-                        help="regenerate into a temporary folder and compare with the committed release")
-    parser.add_argument("--kit-root", type=Path, default=KIT_ROOT, help="the kit to write or check (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder release", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="regenerate into a temporary folder and compare with the committed release"
+    )
+    parser.add_argument(
+        "--kit-root", type=Path, default=KIT_ROOT, help="the kit to write or check (default: %(default)s)"
+    )
     options = parser.parse_args(argv)
 
     started = time.perf_counter()

@@ -18,6 +18,7 @@ trusted; instead:
 
 :class:`autograder.nbgrader_plugins.RenderReport` puts them into the autograded notebook.
 """
+
 import base64
 import importlib.util
 import io
@@ -42,9 +43,16 @@ DATASETS = ("mnist", "fashion-mnist", "emnist")
 AUGMENTATIONS = ("none", "collage", "mixup")
 HISTORY_KEYS = ("train_loss", "train_accuracy", "test_steps", "test_loss", "test_accuracy")
 #: (lowest, highest) of every number field of a run record; ints must be ints.
-INT_FIELDS = {"s": (1, 100_000), "seed": (0, 2**31), "pretrain_batches": (1, 10**6), "finetune_batches": (1, 10**6),
-              "finetune_samples": (1, 100_000), "batch_size": (1, 100_000), "test_every": (0, 10**6),
-              "curve_test_images": (0, 10**7)}
+INT_FIELDS = {
+    "s": (1, 100_000),
+    "seed": (0, 2**31),
+    "pretrain_batches": (1, 10**6),
+    "finetune_batches": (1, 10**6),
+    "finetune_samples": (1, 100_000),
+    "batch_size": (1, 100_000),
+    "test_every": (0, 10**6),
+    "curve_test_images": (0, 10**7),
+}
 FLOAT_FIELDS = {"lr": (1e-12, 100.0), "finetune_test_accuracy": (0.0, 1.0), "finetune_test_loss": (0.0, 1e6)}
 LOSS_RANGE, ACCURACY_RANGE = (0.0, 1e6), (0.0, 1.0)
 #: The experiment's pairs (D_P, D_F) as the report runs them.
@@ -61,6 +69,7 @@ class ResultsProblem(ValueError):
 
 # ----------------------------------------------------------------------------- reading and validation
 
+
 def nesting_depth(text, chunk=2**22):
     """The deepest nesting of ``[``/``{`` in JSON text, outside strings (no recursion, bounded memory)."""
     import numpy as np
@@ -70,8 +79,9 @@ def nesting_depth(text, chunk=2**22):
     step[[ord("["), ord("{")]], step[[ord("]"), ord("}")]] = 1, -1
     depth = deepest = 0
     for start in range(0, len(without_strings), chunk):
-        levels = depth + np.cumsum(step[np.frombuffer(without_strings[start:start + chunk], dtype=np.uint8)],
-                                   dtype=np.int64)
+        levels = depth + np.cumsum(
+            step[np.frombuffer(without_strings[start : start + chunk], dtype=np.uint8)], dtype=np.int64
+        )
         if len(levels):
             depth, deepest = int(levels[-1]), max(deepest, int(levels.max()))
     return deepest
@@ -88,12 +98,15 @@ def load_results(path):
         ResultsProblem: the file is missing, too large, not UTF-8, too deeply nested or not plain JSON.
     """
     if not path.is_file():
-        raise ResultsProblem(f"{RESULTS_FILE} was not handed in. Run the experiment in 3_report.ipynb and "
-                             f"hand in the results file it writes, next to handin/.")
+        raise ResultsProblem(
+            f"{RESULTS_FILE} was not handed in. Run the experiment in 3_report.ipynb and "
+            f"hand in the results file it writes, next to handin/."
+        )
     size = path.stat().st_size
     if size > MAX_RESULTS_BYTES:
-        raise ResultsProblem(f"{RESULTS_FILE} is {size / 2**20:.0f} MB, more than the limit of "
-                             f"{MAX_RESULTS_BYTES // 2**20} MB.")
+        raise ResultsProblem(
+            f"{RESULTS_FILE} is {size / 2**20:.0f} MB, more than the limit of {MAX_RESULTS_BYTES // 2**20} MB."
+        )
     with open(path, "rb") as file:
         data = file.read(MAX_RESULTS_BYTES + 1)
     try:
@@ -131,7 +144,9 @@ def history_problems(history, n_batches):
             problems.append(f"{key} must hold {'whole ' if key == 'test_steps' else ''}numbers in [{low}, {high}]")
     if not problems:
         if len(history["train_loss"]) != len(history["train_accuracy"]) or len(history["train_loss"]) not in (
-                0, n_batches):
+            0,
+            n_batches,
+        ):
             problems.append(f"train_loss and train_accuracy must both hold {n_batches} values (or none)")
         if not len(history["test_steps"]) == len(history["test_loss"]) == len(history["test_accuracy"]) >= 1:
             problems.append("test_steps, test_loss and test_accuracy must have the same length (at least 1)")
@@ -146,18 +161,28 @@ def record_problems(record, run_key_fields):
     missing, extra = sorted(required - set(record)), sorted(set(record) - required)
     if missing or extra:
         return [f"missing keys {', '.join(missing) or '-'}; unknown keys: {len(extra)}"]
-    problems = [f"{key} must be one of {', '.join(DATASETS)}" for key in ("pretrain_dataset", "finetune_dataset")
-                if record[key] not in DATASETS]
+    problems = [
+        f"{key} must be one of {', '.join(DATASETS)}"
+        for key in ("pretrain_dataset", "finetune_dataset")
+        if record[key] not in DATASETS
+    ]
     if record["augmentation"] not in AUGMENTATIONS:
         problems.append(f"augmentation must be one of {', '.join(AUGMENTATIONS)}")
-    problems += [f"{key} must be a whole number in [{low}, {high}]" for key, (low, high) in INT_FIELDS.items()
-                 if not _number(record[key], low, high, integer=True)]
-    problems += [f"{key} must be a number in [{low}, {high}]" for key, (low, high) in FLOAT_FIELDS.items()
-                 if not _number(record[key], low, high)]
+    problems += [
+        f"{key} must be a whole number in [{low}, {high}]"
+        for key, (low, high) in INT_FIELDS.items()
+        if not _number(record[key], low, high, integer=True)
+    ]
+    problems += [
+        f"{key} must be a number in [{low}, {high}]"
+        for key, (low, high) in FLOAT_FIELDS.items()
+        if not _number(record[key], low, high)
+    ]
     if not problems:
         for phase in ("pretrain", "finetune"):
-            problems += [f"{phase}: {problem}"
-                         for problem in history_problems(record[phase], record[f"{phase}_batches"])]
+            problems += [
+                f"{phase}: {problem}" for problem in history_problems(record[phase], record[f"{phase}_batches"])
+            ]
     return problems
 
 
@@ -172,8 +197,11 @@ def validate_records(data, run_key_fields):
     runs = data["runs"]
     if not 1 <= len(runs) <= MAX_RUNS:
         raise ResultsProblem(f"{RESULTS_FILE} holds {len(runs)} runs; a results file holds 1 to {MAX_RUNS}.")
-    problems = [f"run {index}: {problem}" for index, record in enumerate(runs)
-                for problem in record_problems(record, run_key_fields)]
+    problems = [
+        f"run {index}: {problem}"
+        for index, record in enumerate(runs)
+        for problem in record_problems(record, run_key_fields)
+    ]
     if problems:
         listed = "; ".join(problems[:MAX_LISTED])
         more = f" (and {len(problems) - MAX_LISTED} more)" if len(problems) > MAX_LISTED else ""
@@ -183,9 +211,11 @@ def validate_records(data, run_key_fields):
 
 # ----------------------------------------------------------------------------- choosing the runs
 
+
 @dataclass
 class Selection:
     """The runs the report shows, and what the TA and the student should know about them."""
+
     records: list
     notes: list = field(default_factory=list)
     quick: bool = False
@@ -198,8 +228,11 @@ def select_runs(records, kit):
         records: validated run records.
         kit: :class:`KitCode`.
     """
-    setting_fields = [f.name for f in fields(kit.engine.RunKey) if f.name not in
-                      ("pretrain_dataset", "finetune_dataset", "augmentation", "s", "seed")]
+    setting_fields = [
+        f.name
+        for f in fields(kit.engine.RunKey)
+        if f.name not in ("pretrain_dataset", "finetune_dataset", "augmentation", "s", "seed")
+    ]
     by_setting = {}
     for record in records:
         by_setting.setdefault(tuple(record[name] for name in setting_fields), []).append(record)
@@ -207,25 +240,34 @@ def select_runs(records, kit):
     unique = {kit.engine.record_key(record): record for record in reversed(chosen)}
     selection = Selection(records=[unique[key] for key in dict.fromkeys(map(kit.engine.record_key, chosen))])
     if len(by_setting) > 1:
-        selection.notes.append(f"{RESULTS_FILE} mixes runs of {len(by_setting)} settings; the report uses the "
-                               f"{len(chosen)} runs of the most common one.")
+        selection.notes.append(
+            f"{RESULTS_FILE} mixes runs of {len(by_setting)} settings; the report uses the "
+            f"{len(chosen)} runs of the most common one."
+        )
     defaults = kit.engine.ExperimentConfig()
-    settings = dict(zip(setting_fields, setting))
-    if settings["pretrain_batches"] < defaults.pretrain_batches or \
-            settings["finetune_batches"] < defaults.finetune_batches:
+    settings = dict(zip(setting_fields, setting, strict=False))
+    if (
+        settings["pretrain_batches"] < defaults.pretrain_batches
+        or settings["finetune_batches"] < defaults.finetune_batches
+    ):
         selection.quick = True
-        selection.notes.append(f"These results come from a shortened setting ({settings['pretrain_batches']} "
-                               f"pretraining and {settings['finetune_batches']} finetuning batches instead of "
-                               f"{defaults.pretrain_batches} and {defaults.finetune_batches}): the numbers are "
-                               "not meaningful for the report's questions.")
+        selection.notes.append(
+            f"These results come from a shortened setting ({settings['pretrain_batches']} "
+            f"pretraining and {settings['finetune_batches']} finetuning batches instead of "
+            f"{defaults.pretrain_batches} and {defaults.finetune_batches}): the numbers are "
+            "not meaningful for the report's questions."
+        )
     expected = len(EXPERIMENT_PAIRS) * len(defaults.augmentations) * len(defaults.samples) * len(defaults.seeds)
     if len(selection.records) < expected:
-        selection.notes.append(f"{RESULTS_FILE} holds {len(selection.records)} of the {expected} runs of the "
-                               "assignment's experiment; the figures and findings use those.")
+        selection.notes.append(
+            f"{RESULTS_FILE} holds {len(selection.records)} of the {expected} runs of the "
+            "assignment's experiment; the figures and findings use those."
+        )
     return selection
 
 
 # ----------------------------------------------------------------------------- drawing with the kit's code
+
 
 class KitCode:
     """The kit's own ``solutions/handin`` modules, imported under a private package name.
@@ -238,10 +280,12 @@ class KitCode:
 
     def __init__(self, folder=KIT_ROOT / "solutions" / "handin"):
         import matplotlib
+
         matplotlib.use("Agg")
         if self.PACKAGE not in sys.modules:
-            spec = importlib.util.spec_from_file_location(self.PACKAGE, folder / "__init__.py",
-                                                          submodule_search_locations=[str(folder)])
+            spec = importlib.util.spec_from_file_location(
+                self.PACKAGE, folder / "__init__.py", submodule_search_locations=[str(folder)]
+            )
             package = importlib.util.module_from_spec(spec)
             sys.modules[self.PACKAGE] = package
             spec.loader.exec_module(package)
@@ -262,9 +306,14 @@ def png_output(fig, dpi=80):
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)  # the kit's figures are laid out tightly already
     plt.close(fig)
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
-                     "text/plain": f"<Figure: {fig.get_suptitle() or 'drawn by the grader'}>"}}
+    return {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {
+            "image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
+            "text/plain": f"<Figure: {fig.get_suptitle() or 'drawn by the grader'}>",
+        },
+    }
 
 
 def text_output(text):
@@ -277,14 +326,19 @@ def records_outputs(kit, selection):
 
 
 def augmentation_outputs(kit, selection):
-    return [text_output("Not drawn while grading: these pictures show the student's own collage and mixup, "
-                        "and student code never runs in the grader. The code-part feedback shows both functions "
-                        "on a hidden input.")]
+    return [
+        text_output(
+            "Not drawn while grading: these pictures show the student's own collage and mixup, "
+            "and student code never runs in the grader. The code-part feedback shows both functions "
+            "on a hidden input."
+        )
+    ]
 
 
 def curves_outputs(kit, selection):
-    records = [r for r in selection.records if (r["pretrain_dataset"], r["finetune_dataset"]) == CURVES_PAIR
-               and r["seed"] == 0]
+    records = [
+        r for r in selection.records if (r["pretrain_dataset"], r["finetune_dataset"]) == CURVES_PAIR and r["seed"] == 0
+    ]
     if not records:
         return [text_output(f"No runs of {kit.findings.pair_name(CURVES_PAIR)} with seed 0: no curves.")]
     outputs = []
@@ -300,20 +354,27 @@ def curves_outputs(kit, selection):
 
 def accuracy_outputs(kit, selection):
     table = kit.findings.accuracy_table(selection.records)
-    panels = {kit.findings.pair_name(pair): {a: {s: list(by_seed.values()) for s, by_seed in by_s.items()}
-                                             for a, by_s in by_augmentation.items()}
-              for pair, by_augmentation in table.items()}
+    panels = {
+        kit.findings.pair_name(pair): {
+            a: {s: list(by_seed.values()) for s, by_seed in by_s.items()} for a, by_s in by_augmentation.items()
+        }
+        for pair, by_augmentation in table.items()
+    }
     return [png_output(marked(kit, selection, kit.plotting.plot_accuracy_panels(panels)))]
 
 
 def same_vs_cross_outputs(kit, selection):
     table = kit.findings.accuracy_table(selection.records)
-    same_vs_cross = {kit.findings.pair_name(pair): {s: list(by_seed.values()) for s, by_seed in by_aug["none"].items()}
-                     for pair, by_aug in table.items() if "none" in by_aug}
+    same_vs_cross = {
+        kit.findings.pair_name(pair): {s: list(by_seed.values()) for s, by_seed in by_aug["none"].items()}
+        for pair, by_aug in table.items()
+        if "none" in by_aug
+    }
     if not same_vs_cross:
         return [text_output("No runs without augmentation: no same-vs-cross figure.")]
-    fig = kit.plotting.plot_accuracy_vs_samples(same_vs_cross, title="no augmentation: same vs cross dataset",
-                                                legend_title="pretraining → finetuning")
+    fig = kit.plotting.plot_accuracy_vs_samples(
+        same_vs_cross, title="no augmentation: same vs cross dataset", legend_title="pretraining → finetuning"
+    )
     return [png_output(marked(kit, selection, fig))]
 
 
@@ -346,7 +407,8 @@ def report_outputs(kit, selection):
 @dataclass
 class ReportResults:
     """What grading made of a student's results file: usable runs, or the problem."""
-    status: str                      # "ok", "missing" or "invalid"
+
+    status: str  # "ok", "missing" or "invalid"
     notes: list
     outputs: dict = field(default_factory=dict)
     quick: bool = False
@@ -368,12 +430,18 @@ def notice_markdown(results):
     """The markdown notice at the top of the graded report (text built by the kit; file names are fixed)."""
     if results.status == "ok" and not results.notes:
         return ""
-    heading = {"ok": "Note about the report's results",
-               "missing": "The report's results are missing",
-               "invalid": "The report's results could not be used"}[results.status]
-    consequence = ("" if results.status == "ok" else
-                   "\n\nThe report's figures and findings below are empty. The code parts are graded as usual; "
-                   "the written answers are graded by hand.")
+    heading = {
+        "ok": "Note about the report's results",
+        "missing": "The report's results are missing",
+        "invalid": "The report's results could not be used",
+    }[results.status]
+    consequence = (
+        ""
+        if results.status == "ok"
+        else "\n\nThe report's figures and findings below are empty. The code parts are graded as usual; "
+        "the written answers are graded by hand."
+    )
     body = "\n".join(f"* {note}" for note in results.notes)
     from .sanitize import clean_markdown
+
     return clean_markdown(f"### ⚠ {heading}\n\n{body}{consequence}")

@@ -13,15 +13,47 @@ formatting, math, code, tables; plain-text and PNG/JPEG outputs) and remove the 
 * :func:`clean_notebook`: every cell (markdown, raw, code outputs, attachments) and the
   cell and notebook metadata that renderers read.
 """
+
 import re
 
 import nh3
 
 #: Formatting that markdown answers may use as raw HTML; every other tag is removed
 #: (its text kept), ``script``/``style`` with their content.
-ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "s", "del", "sub", "sup", "br", "p", "code", "pre", "kbd",
-                "blockquote", "ul", "ol", "li", "table", "thead", "tbody", "tr", "th", "td", "hr",
-                "h1", "h2", "h3", "h4", "h5", "h6", "a"}
+ALLOWED_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "s",
+    "del",
+    "sub",
+    "sup",
+    "br",
+    "p",
+    "code",
+    "pre",
+    "kbd",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "hr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "a",
+}
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}}
 URL_SCHEMES = {"http", "https", "mailto"}
 REMOVED_WITH_CONTENT = {"script", "style", "template", "noscript", "iframe", "object", "embed", "svg", "math"}
@@ -51,8 +83,14 @@ def _neutralize_link(match):
 
 def clean_html(text):
     """``text`` with only :data:`ALLOWED_TAGS` left as markup (nh3); the rest escaped or removed."""
-    return nh3.clean(text, tags=ALLOWED_TAGS, clean_content_tags=REMOVED_WITH_CONTENT,
-                     attributes=ALLOWED_ATTRIBUTES, url_schemes=URL_SCHEMES, strip_comments=True)
+    return nh3.clean(
+        text,
+        tags=ALLOWED_TAGS,
+        clean_content_tags=REMOVED_WITH_CONTENT,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        strip_comments=True,
+    )
 
 
 def clean_markdown(source):
@@ -100,8 +138,10 @@ def clean_notebook(nb):
         cell.metadata = clean_cell_metadata(cell.get("metadata", {}))
         if cell.cell_type in ("markdown", "raw"):
             cell.source = clean_markdown(cell.source)
-            attachments = {name: {mime: value for mime, value in bundle.items() if mime in SAFE_MIME_TYPES[1:]}
-                           for name, bundle in cell.get("attachments", {}).items()}
+            attachments = {
+                name: {mime: value for mime, value in bundle.items() if mime in SAFE_MIME_TYPES[1:]}
+                for name, bundle in cell.get("attachments", {}).items()
+            }
             if "attachments" in cell:
                 cell.attachments = {name: bundle for name, bundle in attachments.items() if bundle}
         elif cell.cell_type == "code":

@@ -19,6 +19,7 @@ is about the best ratio any engine can reach on the machine.
 Data: ``$HANDIN3_DATA`` (MNIST in torchvision's layout), by default ``../shared/data``.
 Targets (issue 5): the full sweep at least 15x faster than the original, under 2 minutes on 2 cores.
 """
+
 import argparse
 import json
 import os
@@ -43,9 +44,13 @@ def peak_memory_mb():
 def time_engine(options):
     from handin import engine
 
-    config = engine.ExperimentConfig(pretrain_dataset="mnist", finetune_datasets=("mnist",), seeds=(0,),
-                                     pretrain_batches=options.pretrain_batches,
-                                     finetune_batches=options.finetune_batches)
+    config = engine.ExperimentConfig(
+        pretrain_dataset="mnist",
+        finetune_datasets=("mnist",),
+        seeds=(0,),
+        pretrain_batches=options.pretrain_batches,
+        finetune_batches=options.finetune_batches,
+    )
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         records = engine.run_experiment(config, Path(folder) / "results.json", progress=False)
@@ -62,11 +67,14 @@ def time_original(options):
     chosen = runs[:: max(1, len(runs) // options.original_runs)][: options.original_runs]
     start = time.perf_counter()
     for augmentation, s in chosen:
-        original_pipeline.run("mnist", "mnist", augmentation, s, 0, options.pretrain_batches,
-                              options.finetune_batches)
+        original_pipeline.run("mnist", "mnist", augmentation, s, 0, options.pretrain_batches, options.finetune_batches)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds * len(runs) / len(chosen), "timed_seconds": seconds, "runs": len(chosen),
-            "peak_mb": peak_memory_mb()}
+    return {
+        "seconds": seconds * len(runs) / len(chosen),
+        "timed_seconds": seconds,
+        "runs": len(chosen),
+        "peak_mb": peak_memory_mb(),
+    }
 
 
 def time_floor(options):
@@ -98,9 +106,20 @@ def time_floor(options):
 
 def child(pipeline, options):
     """Run one pipeline in a fresh Python process and return what it measured."""
-    command = [sys.executable, __file__, "--child", pipeline, "--pretrain-batches", str(options.pretrain_batches),
-               "--finetune-batches", str(options.finetune_batches), "--original-runs", str(options.original_runs),
-               "--threads", str(options.threads)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        pipeline,
+        "--pretrain-batches",
+        str(options.pretrain_batches),
+        "--finetune-batches",
+        str(options.finetune_batches),
+        "--original-runs",
+        str(options.original_runs),
+        "--threads",
+        str(options.threads),
+    ]
     env = {**os.environ, "PYTHONPATH": str(KIT_ROOT / "solutions")}
     env.setdefault("HANDIN3_DATA", str(KIT_ROOT.parent / "shared" / "data"))
     output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
@@ -112,36 +131,51 @@ def main(argv=None):
     parser.add_argument("--pretrain-batches", type=int, default=5000)
     parser.add_argument("--finetune-batches", type=int, default=1000)
     parser.add_argument("--original-runs", type=int, default=3, help="original-pipeline runs to time (of 21)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads in both pipelines (0: torch's default); 1 is fairer on a busy machine")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads in both pipelines (0: torch's default); 1 is fairer on a busy machine",
+    )
     parser.add_argument("--child", choices=("engine", "original", "floor"), help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:
         if options.threads:
             import torch
+
             torch.set_num_threads(options.threads)
         measure = {"engine": time_engine, "original": time_original, "floor": time_floor}[options.child]
         print(json.dumps(measure(options)))
         return 0
 
     steps = options.pretrain_batches + options.finetune_batches
-    print(f"21 runs (3 augmentations x 7 values of s) of {options.pretrain_batches} pretraining + "
-          f"{options.finetune_batches} finetuning batches of 8, MNIST -> MNIST, full test set; "
-          f"{os.cpu_count()} CPUs, torch threads {options.threads or 'default'}, "
-          f"load average {os.getloadavg()[0]:.1f} at start")
+    print(
+        f"21 runs (3 augmentations x 7 values of s) of {options.pretrain_batches} pretraining + "
+        f"{options.finetune_batches} finetuning batches of 8, MNIST -> MNIST, full test set; "
+        f"{os.cpu_count()} CPUs, torch threads {options.threads or 'default'}, "
+        f"load average {os.getloadavg()[0]:.1f} at start"
+    )
     original = child("original", options)
-    print(f"original pipeline: {original['seconds']:8.1f} s for 21 runs (timed {original['runs']} runs, "
-          f"{original['timed_seconds']:.1f} s), {1000 * original['seconds'] / (21 * steps):.2f} ms per run-step, "
-          f"peak memory {original['peak_mb']:.0f} MB")
+    print(
+        f"original pipeline: {original['seconds']:8.1f} s for 21 runs (timed {original['runs']} runs, "
+        f"{original['timed_seconds']:.1f} s), {1000 * original['seconds'] / (21 * steps):.2f} ms per run-step, "
+        f"peak memory {original['peak_mb']:.0f} MB"
+    )
     fast = child("engine", options)
-    print(f"engine:            {fast['seconds']:8.1f} s for {fast['runs']} runs, "
-          f"{1000 * fast['seconds'] / (21 * steps):.2f} ms per run-step, peak memory {fast['peak_mb']:.0f} MB")
-    print(f"ratio original / engine: {original['seconds'] / fast['seconds']:.1f}x "
-          f"(target >= 15x); engine wall time {fast['seconds'] / 60:.1f} min (target < 2 min)")
+    print(
+        f"engine:            {fast['seconds']:8.1f} s for {fast['runs']} runs, "
+        f"{1000 * fast['seconds'] / (21 * steps):.2f} ms per run-step, peak memory {fast['peak_mb']:.0f} MB"
+    )
+    print(
+        f"ratio original / engine: {original['seconds'] / fast['seconds']:.1f}x "
+        f"(target >= 15x); engine wall time {fast['seconds'] / 60:.1f} min (target < 2 min)"
+    )
     floor = child("floor", options)
-    print(f"floor:             {floor['seconds']:8.1f} s: the pretraining arithmetic alone, one Net on batches of "
-          f"21 x 8 for {options.pretrain_batches} steps: with torch's eager CPU kernels no engine gets far past "
-          f"{original['seconds'] / floor['seconds']:.1f}x here")
+    print(
+        f"floor:             {floor['seconds']:8.1f} s: the pretraining arithmetic alone, one Net on batches of "
+        f"21 x 8 for {options.pretrain_batches} steps: with torch's eager CPU kernels no engine gets far past "
+        f"{original['seconds'] / floor['seconds']:.1f}x here"
+    )
     return 0
 
 

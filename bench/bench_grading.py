@@ -22,6 +22,7 @@ nbgrader pass serial): extrapolated, not measured.
 
     python bench/bench_grading.py [--n 20] [--workers 2] [--scaling 20,100,300] [--keep DIR]
 """
+
 import argparse
 import functools
 import itertools
@@ -107,8 +108,11 @@ def corpus():
     """
     specs = tomllib.loads(EXAMPLES.read_text())
     entries = [(name, functools.partial(write_example, specs[name])) for name in specs if name != "hostile"]
-    entries += [(submission.name, functools.partial(write_test_submission, submission))
-                for submission in TEST_SUBMISSIONS if submission.kind != "tamper"]
+    entries += [
+        (submission.name, functools.partial(write_test_submission, submission))
+        for submission in TEST_SUBMISSIONS
+        if submission.kind != "tamper"
+    ]
     return entries
 
 
@@ -133,20 +137,32 @@ def submissions(target, n):
 
 
 def test_notebook():
-    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                 "language": "python"}})
+    notebook = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
     notebook.cells.append(nbformat.v4.new_code_cell("import sys, os\nsys.path.insert(0, os.getcwd())"))
     for part, source in PLAIN_TESTS.items():
         cell = nbformat.v4.new_code_cell(source.strip())
-        cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": 10,
-                                     "grade_id": part, "schema_version": 3}
+        cell.metadata["nbgrader"] = {
+            "grade": True,
+            "solution": False,
+            "locked": True,
+            "points": 10,
+            "grade_id": part,
+            "schema_version": 3,
+        }
         notebook.cells.append(cell)
     return notebook
 
 
 def nbgrader(course, *args):
-    done = subprocess.run([sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}"],
-                          cwd=course, env=nbgrader_environment(), capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}"],
+        cwd=course,
+        env=nbgrader_environment(),
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise SystemExit(f"nbgrader {' '.join(args)} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
 
@@ -160,7 +176,8 @@ def baseline(course, class_folder):
     nbformat.write(test_notebook(), source / "tests.ipynb")
     (course / "nbgrader_config.py").write_text(
         "c = get_config()\n"
-        f"c.Autograde.exclude_overwriting = {{'{PLAIN}': {[f'handin/{m}' for m in STUDENT_MODULES]!r}}}\n")
+        f"c.Autograde.exclude_overwriting = {{'{PLAIN}': {[f'handin/{m}' for m in STUDENT_MODULES]!r}}}\n"
+    )
     started = time.perf_counter()
     nbgrader(course, "generate_assignment", PLAIN, "--force")
     setup = time.perf_counter() - started
@@ -202,8 +219,10 @@ def scaling(work, sizes, workers, measured):
     print(f"{'n':>5} {'total s':>8} {'s/submission':>13} {'judge s':>8} {'nbgrader s':>11}")
     for n in sorted(measured):
         seconds, times = measured[n]
-        print(f"{n:>5} {seconds:>8.0f} {seconds / n:>13.2f} {times.get('judge', 0):>8.0f} "
-              f"{times.get('nbgrader_autograde_after_judging', 0):>11.0f}")
+        print(
+            f"{n:>5} {seconds:>8.0f} {seconds / n:>13.2f} {times.get('judge', 0):>8.0f} "
+            f"{times.get('nbgrader_autograde_after_judging', 0):>11.0f}"
+        )
     if len(measured) >= 2:
         extrapolate(measured, workers)
 
@@ -219,40 +238,51 @@ def extrapolate(measured, workers):
     def fit(phase):
         xs, ys = sizes, [measured[n][1].get(phase, 0.0) for n in sizes]
         mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-        slope = (sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
-                 / sum((x - mean_x) ** 2 for x in xs))
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
+            (x - mean_x) ** 2 for x in xs
+        )
         return mean_y - slope * mean_x, slope
 
     judge_fixed, judge_each = fit("judge")
     nbgrader_fixed, nbgrader_each = fit("nbgrader_autograde_after_judging")
-    print(f"fit: judge {judge_fixed:.1f} s + n x {judge_each:.2f} s ({workers} workers); "
-          f"nbgrader {nbgrader_fixed:.1f} s + n x {nbgrader_each:.2f} s (serial)")
+    print(
+        f"fit: judge {judge_fixed:.1f} s + n x {judge_each:.2f} s ({workers} workers); "
+        f"nbgrader {nbgrader_fixed:.1f} s + n x {nbgrader_each:.2f} s (serial)"
+    )
     for cores in (2, 8, 32):
         total = judge_fixed + nbgrader_fixed + 300 * (judge_each * workers / cores + nbgrader_each)
-        print(f"extrapolated: 300 submissions on {cores:>2} cores ({cores} workers): {total / 60:5.1f} min "
-              f"({total / 300:.2f} s/submission)")
+        print(
+            f"extrapolated: 300 submissions on {cores:>2} cores ({cores} workers): {total / 60:5.1f} min "
+            f"({total / 300:.2f} s/submission)"
+        )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20, help="submissions for the ratio (default 20)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--scaling", default="", help="comma-separated class sizes for kit-only runs, e.g. "
-                                                      "20,100,300 (the ratio's kit run is reused for --n)")
+    parser.add_argument(
+        "--scaling",
+        default="",
+        help="comma-separated class sizes for kit-only runs, e.g. 20,100,300 (the ratio's kit run is reused for --n)",
+    )
     parser.add_argument("--keep", type=Path, help="keep the work folder here instead of a temporary one")
     options = parser.parse_args(argv)
 
     work = Path(options.keep or tempfile.mkdtemp(prefix="bench-grading-"))
     class_folder = submissions(work / "class", options.n)
-    print(f"{options.n} submissions in {class_folder}; {os.cpu_count()} cores; load before: "
-          f"{os.getloadavg()[0]:.1f}")
+    print(f"{options.n} submissions in {class_folder}; {os.cpu_count()} cores; load before: {os.getloadavg()[0]:.1f}")
     kit_setup, kit_seconds = kit(work / "kit", class_folder, options.workers)
     plain_setup, plain_seconds = baseline(work / "plain", class_folder)
     per_kit, per_plain = kit_seconds / options.n, plain_seconds / options.n
-    print(f"kit (sandbox, {options.workers} workers, 1 nbgrader run): {per_kit:5.2f} s/submission "
-          f"({kit_seconds:.0f} s; course setup {kit_setup:.0f} s once)")
-    print(f"plain serial nbgrader autograde:      {per_plain:5.2f} s/submission "
-          f"({plain_seconds:.0f} s; generate_assignment {plain_setup:.0f} s once)")
+    print(
+        f"kit (sandbox, {options.workers} workers, 1 nbgrader run): {per_kit:5.2f} s/submission "
+        f"({kit_seconds:.0f} s; course setup {kit_setup:.0f} s once)"
+    )
+    print(
+        f"plain serial nbgrader autograde:      {per_plain:5.2f} s/submission "
+        f"({plain_seconds:.0f} s; generate_assignment {plain_setup:.0f} s once)"
+    )
     kit_phases = phases(work / "kit")
     print("kit phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in kit_phases.items()))
     print(f"ratio plain / kit: {per_plain / per_kit:.2f}x  (target: >= 3x)")

@@ -12,6 +12,7 @@ The math of a run is the assignment's: a new ``Net``, SGD with lr 0.01 on the
 soft-label cross-entropy, pretraining through ``forward`` on ``s`` samples per class,
 finetuning ``finetune_parameters()`` through ``generalize`` on 256 samples per class.
 """
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -37,8 +38,10 @@ def per_class_subset(dataset, samples_per_class, seed):
     """``Subset`` with ``samples_per_class`` random samples of every class."""
     generator = np.random.default_rng(seed)
     labels = dataset.targets.numpy()
-    indices = [generator.choice(np.flatnonzero(labels == label), samples_per_class, replace=False)
-               for label in np.unique(labels)]
+    indices = [
+        generator.choice(np.flatnonzero(labels == label), samples_per_class, replace=False)
+        for label in np.unique(labels)
+    ]
     return Subset(dataset, np.concatenate(indices).tolist())
 
 
@@ -71,8 +74,9 @@ def test_accuracy(net, forward_call, test_set, n_classes):
     return total_loss / len(test_set), correct / len(test_set)
 
 
-def run(pretrain_dataset, finetune_dataset, augmentation, s, seed, pretrain_batches, finetune_batches,
-        test_images=None):
+def run(
+    pretrain_dataset, finetune_dataset, augmentation, s, seed, pretrain_batches, finetune_batches, test_images=None
+):
     """One run of the experiment with the original pipeline; returns the finetune test accuracy."""
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -82,8 +86,6 @@ def run(pretrain_dataset, finetune_dataset, augmentation, s, seed, pretrain_batc
     test_set = torchvision_split(finetune_dataset, train=False)
     if test_images:
         test_set = Subset(test_set, range(test_images))
-    train_loop(net.forward, net.parameters(), pretrain_set, N_CLASSES[pretrain_dataset], pretrain_batches,
-               augmentation)
-    train_loop(net.generalize, net.finetune_parameters(), finetune_set, N_CLASSES[finetune_dataset],
-               finetune_batches)
+    train_loop(net.forward, net.parameters(), pretrain_set, N_CLASSES[pretrain_dataset], pretrain_batches, augmentation)
+    train_loop(net.generalize, net.finetune_parameters(), finetune_set, N_CLASSES[finetune_dataset], finetune_batches)
     return test_accuracy(net, net.generalize, test_set, N_CLASSES[finetune_dataset])[1]

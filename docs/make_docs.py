@@ -7,6 +7,7 @@ docs/ gets the figures (PNG), findings.md (the claims and the accuracy table) an
 results_summary.json (every run's config, seed and final numbers, without the curves).
 See docs/real-data-results.md for what the committed files were made with.
 """
+
 import argparse
 import json
 import sys
@@ -34,9 +35,14 @@ def run(options):
     """Every run of the real-data experiment; finished runs are loaded from the results files."""
     records = []
     for file_name, pretrain, finetunes in EXPERIMENTS:
-        config = engine.ExperimentConfig(pretrain_dataset=pretrain, finetune_datasets=finetunes,
-                                         seeds=tuple(options.seeds), pretrain_batches=options.pretrain_batches,
-                                         test_every=500, curve_test_images=1000)
+        config = engine.ExperimentConfig(
+            pretrain_dataset=pretrain,
+            finetune_datasets=finetunes,
+            seeds=tuple(options.seeds),
+            pretrain_batches=options.pretrain_batches,
+            test_every=500,
+            curve_test_images=1000,
+        )
         records += engine.run_experiment(config, RESULTS / file_name)
     return records
 
@@ -50,42 +56,60 @@ def save(fig, name):
 def draw(records):
     table = findings.accuracy_table(records)
     fig, axes = plt.subplots(1, len(table), figsize=(5.5 * len(table), 4), squeeze=False, sharey=True)
-    for ax, (pair, by_augmentation) in zip(axes[0], table.items()):
-        accuracies = {a: {s: list(by_seed.values()) for s, by_seed in by_s.items()}
-                      for a, by_s in by_augmentation.items()}
+    for ax, (pair, by_augmentation) in zip(axes[0], table.items(), strict=False):
+        accuracies = {
+            a: {s: list(by_seed.values()) for s, by_seed in by_s.items()} for a, by_s in by_augmentation.items()
+        }
         plotting.plot_accuracy_vs_samples(accuracies, title=findings.pair_name(pair), ax=ax)
     save(fig, "accuracy_vs_s.png")
 
-    same_vs_cross = {findings.pair_name(pair): {s: list(by_seed.values()) for s, by_seed in by_aug["none"].items()}
-                     for pair, by_aug in table.items()}
-    save(plotting.plot_accuracy_vs_samples(same_vs_cross, title="no augmentation: same vs cross dataset"),
-         "same_vs_cross.png")
+    same_vs_cross = {
+        findings.pair_name(pair): {s: list(by_seed.values()) for s, by_seed in by_aug["none"].items()}
+        for pair, by_aug in table.items()
+    }
+    save(
+        plotting.plot_accuracy_vs_samples(same_vs_cross, title="no augmentation: same vs cross dataset"),
+        "same_vs_cross.png",
+    )
 
     pair = ("mnist", "fashion-mnist")
     for s in (1, 64):
         for phase in ("pretrain", "finetune"):
-            histories = {r["augmentation"]: History(**r[phase]) for r in records
-                         if (r["pretrain_dataset"], r["finetune_dataset"]) == pair and r["s"] == s and r["seed"] == 0}
-            save(plotting.plot_curves(histories, window=50, title=f"{phase}, {findings.pair_name(pair)}, s = {s}, "
-                                                                  f"seed 0"), f"curves_{phase}_s{s}.png")
+            histories = {
+                r["augmentation"]: History(**r[phase])
+                for r in records
+                if (r["pretrain_dataset"], r["finetune_dataset"]) == pair and r["s"] == s and r["seed"] == 0
+            }
+            save(
+                plotting.plot_curves(
+                    histories, window=50, title=f"{phase}, {findings.pair_name(pair)}, s = {s}, seed 0"
+                ),
+                f"curves_{phase}_s{s}.png",
+            )
 
     subsets, _ = get_dataset("mnist", samples_per_class=(16,), download=False)
     images, labels = subsets[16].tensors
     for augmentation in ("collage", "mixup"):
-        save(plotting.show_augmentations(images, labels, augmentation, n_classes=10, n_pairs=3, seed=0),
-             f"augmentation_{augmentation}.png")
+        save(
+            plotting.show_augmentations(images, labels, augmentation, n_classes=10, n_pairs=3, seed=0),
+            f"augmentation_{augmentation}.png",
+        )
 
 
 def write_tables(records, options):
-    settings = (f"{len({r['seed'] for r in records})} seeds, {options.pretrain_batches} pretraining batches, "
-                f"1000 finetuning batches, batch size 8, lr 0.01, finetuning on 256 samples per class")
+    settings = (
+        f"{len({r['seed'] for r in records})} seeds, {options.pretrain_batches} pretraining batches, "
+        f"1000 finetuning batches, batch size 8, lr 0.01, finetuning on 256 samples per class"
+    )
     (DOCS / "findings.md").write_text(
         f"# Findings on the real data\n\nSettings: {settings}. Regenerate with `docs/make_docs.py` "
         f"(see docs/real-data-results.md).\n\n## Claims\n\n{findings.markdown_table(records)}\n\n"
-        f"## Finetune test accuracy (mean ± 95% CI half-width over seeds)\n\n{findings.accuracy_markdown(records)}\n")
+        f"## Finetune test accuracy (mean ± 95% CI half-width over seeds)\n\n{findings.accuracy_markdown(records)}\n"
+    )
     print("wrote docs/findings.md")
-    summary = [{key: value for key, value in record.items() if key not in ("pretrain", "finetune")}
-               for record in records]
+    summary = [
+        {key: value for key, value in record.items() if key not in ("pretrain", "finetune")} for record in records
+    ]
     (DOCS / "results_summary.json").write_text(json.dumps({"runs": summary}, indent=1))
     print("wrote docs/results_summary.json")
 
@@ -93,12 +117,14 @@ def write_tables(records, options):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--pretrain-batches", type=int, default=5000,
-                        help="pretraining batches of every run (the assignment's 5000)")
+    parser.add_argument(
+        "--pretrain-batches", type=int, default=5000, help="pretraining batches of every run (the assignment's 5000)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     options = parser.parse_args(argv)
     if options.threads:
         import torch
+
         torch.set_num_threads(options.threads)
     records = run(options)
     draw(records)

@@ -1,4 +1,5 @@
 """Shared fixtures: paths of the kit, the real data when present, small IDX datasets."""
+
 import os
 import sys
 from pathlib import Path
@@ -30,8 +31,10 @@ def tiny_data(tmp_path_factory):
     from idx import write_dataset
 
     root = tmp_path_factory.mktemp("data")
-    written = {name: write_dataset(root, name, per_class_train=300, per_class_test=20, seed=i)
-               for i, name in enumerate(("mnist", "fashion-mnist", "emnist"))}
+    written = {
+        name: write_dataset(root, name, per_class_train=300, per_class_test=20, seed=i)
+        for i, name in enumerate(("mnist", "fashion-mnist", "emnist"))
+    }
     return root, written
 
 

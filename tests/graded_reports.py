@@ -12,6 +12,7 @@ Students (all with the reference modules, so every code part scores full marks):
 Every planted script, when it runs, sets ``window.__pwned`` and requests
 ``http://127.0.0.1:<beacon port>/<name>``: the browser tests listen there.
 """
+
 import copy
 import json
 import os
@@ -30,9 +31,11 @@ from autograder.report import RESULTS_FILE, KitCode
 
 REPORT = "3_report.ipynb"
 TIME_LIMIT = 60
-BENIGN_ANSWER = ("**Frozen** features: `training.finetune` passes `net.finetune_parameters()` so $\\alpha < \\beta$ "
-                 "and $\\nabla_\\theta L$ only reach the head.\n\n- first point\n- second point\n\n"
-                 "| s | accuracy |\n| --- | --- |\n| 1 | 0.83 |\n\n```python\nif a < b:\n    pass\n```\n")
+BENIGN_ANSWER = (
+    "**Frozen** features: `training.finetune` passes `net.finetune_parameters()` so $\\alpha < \\beta$ "
+    "and $\\nabla_\\theta L$ only reach the head.\n\n- first point\n- second point\n\n"
+    "| s | accuracy |\n| --- | --- |\n| 1 | 0.83 |\n\n```python\nif a < b:\n    pass\n```\n"
+)
 
 
 class Beacon:
@@ -60,6 +63,7 @@ class Beacon:
 
 def payloads(beacon):
     """``{name: planted HTML}``; each one, if it runs, sets ``window.__pwned`` and calls the beacon."""
+
     def run(name):
         return f"window.__pwned=1;fetch('{beacon.url(name)}')"
 
@@ -86,8 +90,12 @@ def write_report(folder, answer, hostile=None):
             cell.source = answer + ("\n\n" + "\n\n".join(hostile.values()) if hostile else "")
     if hostile:
         everything = "\n".join(hostile.values())
-        notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
-            "state": {"m": {"model_name": "HTMLModel", "state": {"value": everything}}}, "version_major": 2}}
+        notebook.metadata["widgets"] = {
+            "application/vnd.jupyter.widget-state+json": {
+                "state": {"m": {"model_name": "HTMLModel", "state": {"value": everything}}},
+                "version_major": 2,
+            }
+        }
         extra = nbformat.v4.new_markdown_cell("My extra notes\n\n" + everything + "\n\n![pic](attachment:p.svg)")
         extra.attachments = {"p.svg": {"image/svg+xml": hostile["svg"]}}
         extra.metadata["tags"] = [hostile["img"]]
@@ -98,8 +106,9 @@ def write_report(folder, answer, hostile=None):
             nbformat.v4.new_output("display_data", data={"text/html": everything, "text/plain": "x"}),
             nbformat.v4.new_output("display_data", data={"application/javascript": hostile["script"][8:-9]}),
             nbformat.v4.new_output("execute_result", data={"image/svg+xml": hostile["svg"]}, execution_count=1),
-            nbformat.v4.new_output("display_data", data={
-                "application/vnd.jupyter.widget-view+json": {"model_id": "m", "version_major": 2}}),
+            nbformat.v4.new_output(
+                "display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "m", "version_major": 2}}
+            ),
         ]
         for cell in notebook.cells:  # the saved outputs of the report's own cells too
             if cell.cell_type == "code":
@@ -139,23 +148,36 @@ def graded_class(base):
         class_dir = build_class(Path(base) / "class", beacon)
         out = Path(base) / "results"
         rows = grade(class_dir, out, time_limit=TIME_LIMIT, quiet=True)
-        _GRADED.update(out=out, class_dir=class_dir, rows={row["student_id"]: row for row in rows}, beacon=beacon,
-                       payloads=payloads(beacon))
+        _GRADED.update(
+            out=out,
+            class_dir=class_dir,
+            rows={row["student_id"]: row for row in rows},
+            beacon=beacon,
+            payloads=payloads(beacon),
+        )
     return _GRADED
 
 
 def course_environment():
     """The TA's environment: the kit's venv first on PATH, the kit found by ``HANDIN3_KIT``."""
-    return {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
-            "HANDIN3_KIT": str(KIT_ROOT)}
+    return {
+        **os.environ,
+        "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HANDIN3_KIT": str(KIT_ROOT),
+    }
 
 
 def generate_feedback(graded):
     """``nbgrader generate_feedback hand_in_3`` in RESULTS/course (the TA guide's command), once; its folder."""
     course = graded["out"] / "course"
     if "feedback" not in graded:
-        done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT], cwd=course,
-                              env=course_environment(), capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "nbgrader", "generate_feedback", ASSIGNMENT],
+            cwd=course,
+            env=course_environment(),
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         graded["feedback"] = course / "feedback"
     return graded["feedback"]

@@ -4,6 +4,7 @@ Tests use these instead of downloads: MNIST and Fashion-MNIST store images
 upright with labels 0..9; EMNIST-letters stores every image transposed, with
 labels 1..26.
 """
+
 import struct
 from pathlib import Path
 
@@ -33,9 +34,9 @@ def class_images(labels, rng):
         so that it is not symmetric under transposition.
     """
     images = rng.integers(0, 40, size=(len(labels), 28, 28), dtype=np.uint8)
-    for image, label in zip(images, labels):
+    for image, label in zip(images, labels, strict=False):
         row = 2 + (int(label) * 23) // 27
-        image[row:row + 3, 4:24] = 250
+        image[row : row + 3, 4:24] = 250
         image[4:24, 3:5] = 200
     return images
 

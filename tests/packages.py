@@ -5,6 +5,7 @@ release); importing both as ``handin`` in one test session would mix them up.
 Their modules import each other relatively, so loading a folder under another
 name (e.g. ``handin_solutions``) keeps every import inside that folder.
 """
+
 import importlib
 import importlib.util
 import sys
@@ -16,8 +17,9 @@ def load_package(folder, name):
     if name in sys.modules:
         return sys.modules[name]
     folder = Path(folder)
-    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])
+    spec = importlib.util.spec_from_file_location(
+        name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
     package = importlib.util.module_from_spec(spec)
     sys.modules[name] = package
     spec.loader.exec_module(package)

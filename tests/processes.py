@@ -1,4 +1,5 @@
 """Find live processes by name, to prove that nothing a sandboxed run started outlived it."""
+
 from pathlib import Path
 
 

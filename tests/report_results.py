@@ -3,6 +3,7 @@
 The report's grading only reads the file, so a test can hand in one that looks like the
 assignment's full experiment (every run, every curve) in a second instead of 30 minutes.
 """
+
 import json
 
 import numpy as np
@@ -22,8 +23,13 @@ def history(n_batches, test_every, final_accuracy, rng):
         test_steps.append(n_batches)
     test_accuracy = [round(float(final_accuracy * min(1.0, 0.5 + step / n_batches)), 4) for step in test_steps]
     test_loss = [round(float(2.3 * np.exp(-step / (n_batches / 4)) + 0.2), 4) for step in test_steps]
-    return {"train_loss": np.round(loss, 3).tolist(), "train_accuracy": np.round(accuracy, 3).tolist(),
-            "test_steps": test_steps, "test_loss": test_loss, "test_accuracy": test_accuracy}
+    return {
+        "train_loss": np.round(loss, 3).tolist(),
+        "train_accuracy": np.round(accuracy, 3).tolist(),
+        "test_steps": test_steps,
+        "test_loss": test_loss,
+        "test_accuracy": test_accuracy,
+    }
 
 
 def final_accuracy(pair, augmentation, s, rng):
@@ -48,11 +54,25 @@ def results_data(engine, seed=0, **overrides):
         for run_seed in config.seeds:
             for augmentation in config.augmentations:
                 for s in config.samples:
-                    key = engine.RunKey(pretrain_dataset=pretrain_dataset, finetune_dataset=finetune_dataset,
-                                        augmentation=augmentation, s=s, seed=run_seed,
-                                        **{name: getattr(config, name) for name in (
-                                            "pretrain_batches", "finetune_batches", "finetune_samples",
-                                            "batch_size", "lr", "test_every", "curve_test_images")})
+                    key = engine.RunKey(
+                        pretrain_dataset=pretrain_dataset,
+                        finetune_dataset=finetune_dataset,
+                        augmentation=augmentation,
+                        s=s,
+                        seed=run_seed,
+                        **{
+                            name: getattr(config, name)
+                            for name in (
+                                "pretrain_batches",
+                                "finetune_batches",
+                                "finetune_samples",
+                                "batch_size",
+                                "lr",
+                                "test_every",
+                                "curve_test_images",
+                            )
+                        },
+                    )
                     accuracy = final_accuracy((pretrain_dataset, finetune_dataset), augmentation, s, rng)
                     pretrain = history(config.pretrain_batches, config.test_every, 0.95, rng)
                     finetune = history(config.finetune_batches, config.test_every, accuracy, rng)

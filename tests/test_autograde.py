@@ -14,7 +14,8 @@ Submissions tested (see ``tests/submissions/__init__.py`` for the code of each):
   canvas, λ not returned, swapped mixup weights, α ignored, constant λ, mixup in place,
   sum instead of mean, mean over classes, nll of argmax, ``.item()`` loss, wrong head,
   missing relu, ``F.dropout2d`` always on, no log_softmax, log_softmax over the batch,
-  features detached (the convolutions get no gradient), all parameters finetuned, pretrainer finetuned, generalizer bias forgotten;
+  features detached (the convolutions get no gradient), all parameters finetuned, pretrainer
+  finetuned, generalizer bias forgotten;
 * equivalent-correct: relu before max-pool, dropout after the pool / none / functional
   with ``training=self.training``, ``[weight, bias]`` list, ``...`` indexing (float32),
   fresh float64 array, torch inside collage and mixup (float32), mixup drawing its own
@@ -27,6 +28,7 @@ Submissions tested (see ``tests/submissions/__init__.py`` for the code of each):
   wrapping the kit's ``finetune`` to hide a finetuning bug, overwriting cached verdicts,
   and correct code that crashes or loops forever in one part.
 """
+
 import csv
 import os
 import shutil
@@ -35,6 +37,7 @@ import sys
 
 import nbformat
 import pytest
+from submissions import ALL, BY_NAME, write_assignment
 
 from autograder import ASSIGNMENT, KIT_ROOT
 from autograder.course import build_course, release_dir
@@ -42,21 +45,41 @@ from autograder.judge import cache
 from autograder.judge.core import judge_submissions
 from autograder.judge.points import PARTS, POINTS, cell_id, part_max
 from autograder.sandbox import Limits
-from submissions import ALL, BY_NAME, write_assignment
 
 LIMITS = Limits(wall_seconds=120, cpu_seconds=30, memory_bytes=3 * 2**30)
 CELL_PART = {cell_id(part, name): part for part, checks in POINTS.items() for name in checks}
-HIDDEN_TEXT = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "HANDIN3_KIT", "autograder", "sys.path.insert",
-               "check(", "runner.py", "reference.py", "ReferenceNet", "Traceback (most recent call last)", "c0_i",
-               "allow_pickle")
+HIDDEN_TEXT = (
+    "BEGIN HIDDEN TESTS",
+    "END HIDDEN TESTS",
+    "HANDIN3_KIT",
+    "autograder",
+    "sys.path.insert",
+    "check(",
+    "runner.py",
+    "reference.py",
+    "ReferenceNet",
+    "Traceback (most recent call last)",
+    "c0_i",
+    "allow_pickle",
+)
 REGRADED = "net_dropout_always_on"
 
 
 def nbgrader(course, *args, verdicts):
-    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}",
-               HANDIN3_KIT=str(KIT_ROOT), HANDIN3_VERDICTS=str(verdicts), HANDIN3_SANDBOX="1")
-    done = subprocess.run([sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}"],
-                          cwd=course, env=env, capture_output=True, text=True)
+    env = dict(
+        os.environ,
+        PATH=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}",
+        HANDIN3_KIT=str(KIT_ROOT),
+        HANDIN3_VERDICTS=str(verdicts),
+        HANDIN3_SANDBOX="1",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}"],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert "Exception while loading config file" not in done.stderr, done.stderr[-3000:]
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -131,8 +154,11 @@ def test_reference_and_variants_get_full_marks(graded):
 
 def grading_outputs(course, name):
     notebook = nbformat.read(course / "autograded" / name / ASSIGNMENT / "grading.ipynb", as_version=4)
-    return {cell.metadata["nbgrader"]["grade_id"]: cell.outputs for cell in notebook.cells
-            if cell.metadata.get("nbgrader", {}).get("grade")}
+    return {
+        cell.metadata["nbgrader"]["grade_id"]: cell.outputs
+        for cell in notebook.cells
+        if cell.metadata.get("nbgrader", {}).get("grade")
+    }
 
 
 def test_stubs_score_zero_with_clear_reasons(graded):

@@ -5,6 +5,7 @@ gradebook) is shared by every assertion; a second run checks that resuming skips
 everyone. Building the class folder takes the modules from ``solutions/handin`` and
 the release's stubs, edited the way ``examples/examples.toml`` edits them.
 """
+
 import csv
 import hashlib
 import io
@@ -16,12 +17,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from processes import processes_named
 
 from autograder import KIT_ROOT
 from autograder.batch import CSV_COLUMNS, grade
 from autograder.demo import assemble
 from autograder.sandbox import bubblewrap_path
-from processes import processes_named
 
 pytestmark = pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap is not installed")
 
@@ -38,22 +39,28 @@ def in_collage(code):
 HOSTILE = {
     "fork_bomb": in_collage("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
     "memory_bomb": in_collage("hoard = []\nwhile True:\n    hoard.append(b'x' * 2**27)"),
-    "ignores_sigint": in_collage("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass"),
+    "ignores_sigint": in_collage(
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass"
+    ),
     "exits": in_collage("import os\nos._exit(0)"),
     "huge_file": in_collage("with open('huge', 'wb') as f:\n    while True:\n        f.write(bytes(2**20))"),
-    "daemon": in_collage("import ctypes, os, time\nif os.fork() == 0:\n    os.setsid()\n"
-                         "    ctypes.CDLL(None).prctl(15, b'h3daemon', 0, 0, 0)\n    while True:\n"
-                         "        time.sleep(0.1)"),
+    "daemon": in_collage(
+        "import ctypes, os, time\nif os.fork() == 0:\n    os.setsid()\n"
+        "    ctypes.CDLL(None).prctl(15, b'h3daemon', 0, 0, 0)\n    while True:\n"
+        "        time.sleep(0.1)"
+    ),
     "flood": in_collage("import sys\nfor _ in range(3000):\n    sys.stdout.write('x' * 65536)"),
-    "vandal": in_collage("import glob, os, shutil, socket\n"
-                         "here = os.getcwd()\n"
-                         "for path in glob.glob('../*') + ['/work/main/solutions', '/etc/passwd']:\n"
-                         "    if os.path.abspath(path) != here:\n"
-                         "        shutil.rmtree(path, ignore_errors=True)\n"
-                         "        try:\n            os.remove(path)\n        except OSError:\n            pass\n"
-                         "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n"
-                         "    raise SystemExit('network reached')\nexcept OSError:\n    pass"),
+    "vandal": in_collage(
+        "import glob, os, shutil, socket\n"
+        "here = os.getcwd()\n"
+        "for path in glob.glob('../*') + ['/work/main/solutions', '/etc/passwd']:\n"
+        "    if os.path.abspath(path) != here:\n"
+        "        shutil.rmtree(path, ignore_errors=True)\n"
+        "        try:\n            os.remove(path)\n        except OSError:\n            pass\n"
+        "try:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n"
+        "    raise SystemExit('network reached')\nexcept OSError:\n    pass"
+    ),
 }
 
 
@@ -102,18 +109,35 @@ def class_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("class")
     # well-formed, nested, with junk an OS or Jupyter leaves behind
     ref = student(root, "ref", nest="My Work/hand_in_3")
-    for junk in ("__MACOSX/handin/network.py", "My Work/.ipynb_checkpoints/utils.py",
-                 "My Work/hand_in_3/handin/__pycache__/utils.py", ".DS_Store"):
+    for junk in (
+        "__MACOSX/handin/network.py",
+        "My Work/.ipynb_checkpoints/utils.py",
+        "My Work/hand_in_3/handin/__pycache__/utils.py",
+        ".DS_Store",
+    ):
         (ref / junk).parent.mkdir(parents=True, exist_ok=True)
         (ref / junk).write_text("raise SystemExit('junk must be ignored')\n")
     student(root, "stubs", base="stubs")
-    quadrant = student(root, "quadrant", spec={"edit": [{
-        "file": "augmentations.py", "old": "result[:, :half, :half] = batch_j[:, :half, :half]",
-        "new": "result[:, :half, half:] = batch_j[:, :half, half:]"}]})
+    quadrant = student(
+        root,
+        "quadrant",
+        spec={
+            "edit": [
+                {
+                    "file": "augmentations.py",
+                    "old": "result[:, :half, :half] = batch_j[:, :half, :half]",
+                    "new": "result[:, :half, half:] = batch_j[:, :half, half:]",
+                }
+            ]
+        },
+    )
     zip_folder(quadrant, root / "quadrant.zip")
     casey = student(root, "casey")
-    zip_folder(casey, root / "casey.zip", rename={"handin/network.py": "handin/Network.py",
-                                                   "handin/utils.py": "handin/UTILS.PY"})
+    zip_folder(
+        casey,
+        root / "casey.zip",
+        rename={"handin/network.py": "handin/Network.py", "handin/utils.py": "handin/UTILS.PY"},
+    )
     (student(root, "nomodule") / "handin" / "network.py").unlink()
     broken = student(root, "syntax")
     utils = broken / "handin" / "utils.py"
@@ -129,8 +153,19 @@ def class_folder(tmp_path_factory):
     # one LMS bulk download: one student as a folder, one as a zip inside
     lms = root / "staging" / "lms"
     student(lms, "Ann Lee_1001_assignsubmission_file_")
-    inner = student(root / "staging", "inner", spec={"edit": [{
-        "file": "utils.py", "old": "return -(target * pred).sum(dim=1).mean()", "new": "return -(target * pred).sum()"}]})
+    inner = student(
+        root / "staging",
+        "inner",
+        spec={
+            "edit": [
+                {
+                    "file": "utils.py",
+                    "old": "return -(target * pred).sum(dim=1).mean()",
+                    "new": "return -(target * pred).sum()",
+                }
+            ]
+        },
+    )
     (lms / "Max Mu_1002_assignsubmission_file_").mkdir()
     zip_folder(inner, lms / "Max Mu_1002_assignsubmission_file_" / "submission.zip")
     zip_folder(lms, root / "moodle-download.zip")
@@ -158,10 +193,24 @@ OK = "ok" if (KIT_ROOT / "notebooks" / "3_report.ipynb").is_file() else "missing
 def test_statuses_of_every_case(graded):
     rows = graded["rows"]
     expected = {
-        "ref": OK, "quadrant": OK, "casey": OK, "latin": OK, "1001": OK, "1002": OK,
-        "nomodule": "missing_file:network.py", "corrupt": "bad_archive", "empty": "empty_submission",
-        "dup": "duplicate_id", "fork_bomb": "timeout", "memory_bomb": "memory_limit",
-        "ignores_sigint": "timeout", "exits": "crashed", "huge_file": OK, "daemon": OK, "flood": OK, "vandal": OK,
+        "ref": OK,
+        "quadrant": OK,
+        "casey": OK,
+        "latin": OK,
+        "1001": OK,
+        "1002": OK,
+        "nomodule": "missing_file:network.py",
+        "corrupt": "bad_archive",
+        "empty": "empty_submission",
+        "dup": "duplicate_id",
+        "fork_bomb": "timeout",
+        "memory_bomb": "memory_limit",
+        "ignores_sigint": "timeout",
+        "exits": "crashed",
+        "huge_file": OK,
+        "daemon": OK,
+        "flood": OK,
+        "vandal": OK,
     }
     assert {s: rows[s]["status"] for s in expected} == expected
     assert rows["stubs"]["status"] in (OK, "not_implemented")  # not_implemented once the judge reports stubs
@@ -194,10 +243,18 @@ def test_csv_and_gradebook(graded):
     assert all(row["max_total"] == "50" for row in table)
     course = graded["out"] / "course"
     export = course / "export.csv"
-    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-                   "HANDIN3_KIT": str(KIT_ROOT)}
-    subprocess.run([sys.executable, "-m", "nbgrader", "export", f"--to={export}"], cwd=course,
-                   env=environment, check=True, capture_output=True)
+    environment = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "HANDIN3_KIT": str(KIT_ROOT),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "nbgrader", "export", f"--to={export}"],
+        cwd=course,
+        env=environment,
+        check=True,
+        capture_output=True,
+    )
     exported = {row["student_id"]: float(row["raw_score"]) for row in csv.DictReader(export.open())}
     for student_id in ("ref", "quadrant", "fork_bomb", "1002"):
         assert exported[student_id] >= float(graded["rows"][student_id]["total"])
@@ -223,9 +280,12 @@ def test_feedback_explains_and_hides_hidden_tests(graded):
     assert "more memory" in pages["memory_bomb"] and "time limit" in pages["fork_bomb"]
     assert pages["quadrant"].count("<table class='picture'>") == 2  # collage and mixup pictures
     assert pages["quadrant"].count("data:image/png;base64,") == 10  # i, j, expected, got, difference
-    secret_lines = {line.strip() for name in ("hidden.py", "reference.py", "checks.py", "runner.py")
-                    for line in (KIT_ROOT / "autograder" / "judge" / name).read_text().splitlines()
-                    if len(line.strip()) > 24 and not line.strip().startswith(("#", '"""', "def ", "import", "from"))}
+    secret_lines = {
+        line.strip()
+        for name in ("hidden.py", "reference.py", "checks.py", "runner.py")
+        for line in (KIT_ROOT / "autograder" / "judge" / name).read_text().splitlines()
+        if len(line.strip()) > 24 and not line.strip().startswith(("#", '"""', "def ", "import", "from"))
+    }
     for name, page in pages.items():
         leaked = [line for line in secret_lines if line in page]
         assert not leaked, (name, leaked[:3])
@@ -240,8 +300,13 @@ def test_rerun_resumes_without_regrading(graded, class_folder):
 
 
 def test_refuses_without_bubblewrap(class_folder, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(class_folder), "--out", str(tmp_path)],
-                          cwd=KIT_ROOT, env={**os.environ, "PATH": "/nonexistent"}, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "autograder", "grade", str(class_folder), "--out", str(tmp_path)],
+        cwd=KIT_ROOT,
+        env={**os.environ, "PATH": "/nonexistent"},
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
     assert "bubblewrap" in done.stderr and "--no-sandbox" in done.stderr
     assert not (tmp_path / "grades.csv").exists()

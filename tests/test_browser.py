@@ -8,6 +8,7 @@ playwright) opens formgrader's pages, the kit's feedback pages and nbgrader's fe
 pages. Every planted script would set ``window.__pwned`` and call a local beacon; the test
 checks both, after first showing on the raw (unsanitized) notebook that the payloads do fire.
 """
+
 import os
 import shutil
 import socket
@@ -16,15 +17,22 @@ import time
 import urllib.request
 
 import pytest
+from graded_reports import REPORT, course_environment, generate_feedback, graded_class
 from nbgrader.api import Gradebook
 
 from autograder import ASSIGNMENT, KIT_ROOT
 from autograder.sandbox import bubblewrap_path
-from graded_reports import REPORT, course_environment, generate_feedback, graded_class
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 STUDENTS = ("alice", "mallory", "nora", "ivan")
 #: Figures the benign report must show on formgrader's grading page (4 curves, accuracy against s, same vs cross).
 N_FIGURES = 6
@@ -33,7 +41,9 @@ pytestmark = [
     pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"{CHROMIUM} is missing: apt-get install chromium"),
     pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap is not installed"),
 ]
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -r requirements.txt")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed: pip install -r requirements.txt"
+)
 
 
 def free_port():
@@ -53,8 +63,14 @@ def graded(tmp_path_factory):
 def lab(graded):
     """``jupyter lab`` in RESULTS/course, as the TA guide starts it; yields its base URL and token."""
     course, port, token = graded["out"] / "course", free_port(), "handin3-test-token"
-    command = [shutil.which("jupyter", path=course_environment()["PATH"]), "lab", "--no-browser",
-               f"--port={port}", "--ip=127.0.0.1", f"--IdentityProvider.token={token}"]
+    command = [
+        shutil.which("jupyter", path=course_environment()["PATH"]),
+        "lab",
+        "--no-browser",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+    ]
     if os.geteuid() == 0:
         command.append("--allow-root")
     log = open(graded["out"] / "jupyter-lab.log", "w")
@@ -99,8 +115,9 @@ def visit(browser, url):
     page.goto(url, wait_until="networkidle")
     page.wait_for_timeout(1500)  # toggle and load events fire after the page settles
     pwned = page.evaluate("() => window.__pwned") or any("__pwned" in text for text in console)
-    images = page.evaluate("() => [...document.images].filter(i => i.src.startsWith('data:image/png') "
-                           "&& i.naturalWidth > 0).length")
+    images = page.evaluate(
+        "() => [...document.images].filter(i => i.src.startsWith('data:image/png') && i.naturalWidth > 0).length"
+    )
     text = page.inner_text("body")
     page.close()
     return text, images, pwned
@@ -118,14 +135,21 @@ def test_the_payloads_fire_in_an_unsanitized_page(graded, browser, tmp_path):
 
 
 def formgrader_pages(graded, base, token):
-    pages = [f"{base}/formgrader", f"{base}/formgrader/manage_submissions/{ASSIGNMENT}",
-             f"{base}/formgrader/gradebook", f"{base}/formgrader/gradebook/{ASSIGNMENT}",
-             f"{base}/formgrader/gradebook/{ASSIGNMENT}/3_report", f"{base}/formgrader/manage_students"]
+    pages = [
+        f"{base}/formgrader",
+        f"{base}/formgrader/manage_submissions/{ASSIGNMENT}",
+        f"{base}/formgrader/gradebook",
+        f"{base}/formgrader/gradebook/{ASSIGNMENT}",
+        f"{base}/formgrader/gradebook/{ASSIGNMENT}/3_report",
+        f"{base}/formgrader/manage_students",
+    ]
     with Gradebook(f"sqlite:///{graded['out'] / 'course' / 'gradebook.db'}") as gradebook:
         for student in STUDENTS:
             submission = gradebook.find_submission_notebook("3_report", ASSIGNMENT, student)
-            pages += [f"{base}/formgrader/submissions/{submission.id}/",
-                      f"{base}/formgrader/manage_students/{student}/{ASSIGNMENT}"]
+            pages += [
+                f"{base}/formgrader/submissions/{submission.id}/",
+                f"{base}/formgrader/manage_students/{student}/{ASSIGNMENT}",
+            ]
     return pages
 
 
@@ -168,8 +192,10 @@ def test_formgrader_shows_the_figures_and_findings(graded, lab, browser):
 
 def test_feedback_pages_run_no_student_script(graded, nbgrader_feedback, browser):
     for student in STUDENTS:
-        for page in (graded["out"] / "feedback" / f"{student}.html",
-                     nbgrader_feedback / student / ASSIGNMENT / "3_report.html"):
+        for page in (
+            graded["out"] / "feedback" / f"{student}.html",
+            nbgrader_feedback / student / ASSIGNMENT / "3_report.html",
+        ):
             text, images, pwned = visit(browser, page.as_uri())
             assert not pwned, page
             if student in ("alice", "mallory"):

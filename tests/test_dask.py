@@ -8,6 +8,7 @@ gives the task to another worker, where the test then kills the ``sleep``. Every
 waits for an event (a process appears, a run ends), never for a timer. Both runs start
 from one course build and one course secret (same hidden inputs), as a course's runs do.
 """
+
 import csv
 import json
 import os
@@ -35,10 +36,12 @@ TIME_LIMIT = 90  # per judge child; `waits` is released by the test long before
 SLEEP_ARGUMENT = f"{90000 + os.getpid() % 9000}.5"  # seconds; unique to this test run
 DEADLINE_SECONDS = 600  # a safety net against a hung run, not a measurement
 COLLAGE_LINE = "    half = batch_i.shape[-1] // 2\n"
-WAITS = (f"    import os, subprocess\n"
-         f"    if not os.environ.get('WAITED'):\n"
-         f"        os.environ['WAITED'] = '1'\n"
-         f"        subprocess.run(['sleep', '{SLEEP_ARGUMENT}'])\n")
+WAITS = (
+    f"    import os, subprocess\n"
+    f"    if not os.environ.get('WAITED'):\n"
+    f"        os.environ['WAITED'] = '1'\n"
+    f"        subprocess.run(['sleep', '{SLEEP_ARGUMENT}'])\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +51,27 @@ def class_folder(tmp_path_factory):
     students = {
         "reference": {"base": "solution"},
         "stub": {"base": "stubs"},
-        "wrong_quadrant_waits": {"base": "solution", "edit": [
-            {"file": "augmentations.py", "old": COLLAGE_LINE, "new": WAITS + COLLAGE_LINE},
-            {"file": "augmentations.py", "old": "result[:, :half, :half] = batch_j[:, :half, :half]",
-             "new": "result[:, :half, half:] = batch_j[:, :half, half:]"}]},
-        "exits": {"base": "solution", "edit": [
-            {"file": "augmentations.py", "old": COLLAGE_LINE, "new": "    import os\n    os._exit(3)\n" + COLLAGE_LINE},
-        ]},
+        "wrong_quadrant_waits": {
+            "base": "solution",
+            "edit": [
+                {"file": "augmentations.py", "old": COLLAGE_LINE, "new": WAITS + COLLAGE_LINE},
+                {
+                    "file": "augmentations.py",
+                    "old": "result[:, :half, :half] = batch_j[:, :half, :half]",
+                    "new": "result[:, :half, half:] = batch_j[:, :half, half:]",
+                },
+            ],
+        },
+        "exits": {
+            "base": "solution",
+            "edit": [
+                {
+                    "file": "augmentations.py",
+                    "old": COLLAGE_LINE,
+                    "new": "    import os\n    os._exit(3)\n" + COLLAGE_LINE,
+                },
+            ],
+        },
     }
     for student_id, spec in students.items():
         assemble(student_id, spec, root)
@@ -72,14 +89,16 @@ def fresh_results(tmp_path_factory):
         out = tmp_path_factory.mktemp(name) / "results"
         shutil.copytree(template, out)
         return out
+
     return new
 
 
 @pytest.fixture(scope="module")
 def cluster():
     """Two worker processes with one thread each, on loopback, and their pids by address."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, memory_limit=0) as local_cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, memory_limit=0
+    ) as local_cluster:
         yield local_cluster
 
 
@@ -115,8 +134,18 @@ def ancestors(pid):
 
 def grade(class_folder, out, on_sleep, *options):
     """``python -m autograder grade``; calls ``on_sleep(pid)`` once for each new waiting ``sleep``."""
-    command = [sys.executable, "-m", "autograder", "grade", str(class_folder), "--out", str(out),
-               "--time-limit", str(TIME_LIMIT), *options]
+    command = [
+        sys.executable,
+        "-m",
+        "autograder",
+        "grade",
+        str(class_folder),
+        "--out",
+        str(out),
+        "--time-limit",
+        str(TIME_LIMIT),
+        *options,
+    ]
     run = subprocess.Popen(command, cwd=KIT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seen, started = set(), time.monotonic()
     try:
@@ -149,8 +178,9 @@ def local_run(class_folder, fresh_results):
 
 def gradebook_submissions(out):
     with sqlite3.connect(out / "course" / "gradebook.db") as database:
-        return database.execute("SELECT student.id FROM submitted_assignment JOIN student "
-                                "ON submitted_assignment.student_id = student.id").fetchall()
+        return database.execute(
+            "SELECT student.id FROM submitted_assignment JOIN student ON submitted_assignment.student_id = student.id"
+        ).fetchall()
 
 
 def test_cluster_grades_equal_local_grades_after_a_worker_dies(class_folder, fresh_results, local_run, cluster):
@@ -175,8 +205,9 @@ def test_cluster_grades_equal_local_grades_after_a_worker_dies(class_folder, fre
     assert rows["exits"]["status"] == "crashed" and rows["stub"]["status"] == "not_implemented"
     buggy = rows["wrong_quadrant_waits"]
     assert buggy["status"] == "ok" and float(buggy["collage"]) < float(rows["reference"]["collage"])
-    assert float(buggy["total"]) == float(rows["reference"]["total"]) - float(rows["reference"]["collage"]) + \
-        float(buggy["collage"])  # only collage loses points
+    assert float(buggy["total"]) == float(rows["reference"]["total"]) - float(rows["reference"]["collage"]) + float(
+        buggy["collage"]
+    )  # only collage loses points
     students = [student for (student,) in gradebook_submissions(out)]
     assert sorted(students) == sorted(rows)  # each student exactly once
     assert sorted(json.loads((out / "autograded.json").read_text())) == sorted(rows)
@@ -196,7 +227,6 @@ def test_a_worker_that_runs_another_kit_is_a_grader_error(tmp_path):
     assert accept(json.dumps({"host": "h", "verdict": verdict}), handin, seed=7) == verdict
     with pytest.raises(ClusterFault, match="bwrap"):
         accept(json.dumps({"host": "h", "fault": "the sandbox failed on h: bwrap"}), handin, seed=7)
-
 
 
 def test_an_unreachable_scheduler_is_a_clear_error(monkeypatch):

@@ -1,11 +1,10 @@
 """The provided data module: real loaders, EMNIST orientation, exact balanced subsampling, clear errors."""
+
 import numpy as np
 import pytest
 import torch
-
-from packages import load_module
-
 from conftest import KIT_ROOT
+from packages import load_module
 
 data = load_module(KIT_ROOT / "solutions" / "handin", "handin_solutions", "data")
 

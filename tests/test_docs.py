@@ -5,12 +5,12 @@ and `release` in tests/test_batch.py and tests/test_release.py. Here every docum
 checked against what exists: make targets in the Makefile, and each `--flag` of a
 `python -m autograder COMMAND` line in that command's own --help.
 """
+
 import re
 import subprocess
 import sys
 
 import pytest
-
 from conftest import KIT_ROOT
 
 README = KIT_ROOT / "README.md"
@@ -74,9 +74,15 @@ def test_documented_autograder_flags_exist():
     helps = {}
     for command, flag in sorted(flags):
         if command not in helps:
-            done = subprocess.run([sys.executable, "-m", "autograder", command, "--help"], cwd=KIT_ROOT,
-                                  capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [sys.executable, "-m", "autograder", command, "--help"],
+                cwd=KIT_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 0, f"`python -m autograder {command} --help` failed: {done.stderr[-500:]}"
             helps[command] = done.stdout
         assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", helps[command]), (
-            f"the docs use `python -m autograder {command} {flag}`, which its --help does not list")
+            f"the docs use `python -m autograder {command} {flag}`, which its --help does not list"
+        )

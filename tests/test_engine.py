@@ -6,12 +6,12 @@ convolution sums in another order, and max-pool ties can then pick another pixel
 every augmentation, for pretraining and finetuning, and when it has to fall back from
 cached features to running the convolutions.
 """
+
 import json
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import KIT_ROOT
 from packages import load_module
 
@@ -32,9 +32,15 @@ MAX_FLIPPED_FRACTION = 0.05
 BATCH_SIZE = 8
 TEST_IMAGES = 10 * 20  # the whole test set of conftest's tiny_data: 10 classes, 20 images each
 
-CONFIG = engine.ExperimentConfig(pretrain_dataset="mnist", finetune_datasets=("mnist", "fashion-mnist"),
-                                 samples=(1,), seeds=(3,), pretrain_batches=200, finetune_batches=100,
-                                 test_every=50)
+CONFIG = engine.ExperimentConfig(
+    pretrain_dataset="mnist",
+    finetune_datasets=("mnist", "fashion-mnist"),
+    samples=(1,),
+    seeds=(3,),
+    pretrain_batches=200,
+    finetune_batches=100,
+    test_every=50,
+)
 
 
 @pytest.fixture
@@ -62,10 +68,15 @@ def assert_same_run(engine_record, plain_record):
         assert fast["test_steps"] == plain["test_steps"], where
         for curve in ("train_loss", "test_loss"):
             assert_same_losses(np.array(fast[curve]), np.array(plain[curve]), f"{where} {curve}")
-        assert_same_accuracies(np.array(fast["train_accuracy"]), np.array(plain["train_accuracy"]),
-                               1 / BATCH_SIZE, f"{where} train_accuracy")
-        assert_same_accuracies(np.array(fast["test_accuracy"]), np.array(plain["test_accuracy"]),
-                               1 / TEST_IMAGES, f"{where} test_accuracy")
+        assert_same_accuracies(
+            np.array(fast["train_accuracy"]),
+            np.array(plain["train_accuracy"]),
+            1 / BATCH_SIZE,
+            f"{where} train_accuracy",
+        )
+        assert_same_accuracies(
+            np.array(fast["test_accuracy"]), np.array(plain["test_accuracy"]), 1 / TEST_IMAGES, f"{where} test_accuracy"
+        )
 
 
 def assert_same_losses(fast, plain, where):
@@ -79,9 +90,11 @@ def assert_same_accuracies(fast, plain, one_prediction, where):
     assert fast.shape == plain.shape, f"{where}: {fast.shape} != {plain.shape}"
     flipped = np.abs(fast - plain) > one_prediction / 2
     assert np.all(np.abs(fast - plain) <= one_prediction * 1.001), (
-        f"{where}: more than one prediction differs at evaluations {np.flatnonzero(flipped)[:10]}")
+        f"{where}: more than one prediction differs at evaluations {np.flatnonzero(flipped)[:10]}"
+    )
     assert flipped.mean() <= MAX_FLIPPED_FRACTION, (
-        f"{where}: predictions differ at {flipped.sum()} of {flipped.size} evaluations")
+        f"{where}: predictions differ at {flipped.sum()} of {flipped.size} evaluations"
+    )
 
 
 @pytest.mark.parametrize("augmentation", ["none", "collage", "mixup"])
@@ -125,13 +138,21 @@ def test_the_engine_falls_back_when_features_cannot_be_cached(tiny_root, tmp_pat
 
     for builds_nets in (engine, engine_group):  # plain_run and RunGroup
         monkeypatch.setattr(builds_nets, "Net", FinetuneEverything)
-    config = engine.ExperimentConfig(pretrain_dataset="mnist", finetune_datasets=("fashion-mnist",),
-                                     augmentations=("collage",), samples=(4,), seeds=(1,),
-                                     pretrain_batches=30, finetune_batches=60, test_every=30)
+    config = engine.ExperimentConfig(
+        pretrain_dataset="mnist",
+        finetune_datasets=("fashion-mnist",),
+        augmentations=("collage",),
+        samples=(4,),
+        seeds=(1,),
+        pretrain_batches=30,
+        finetune_batches=60,
+        test_every=30,
+    )
     [record] = engine.run_experiment(config, tmp_path / "results.json", progress=False)
     net = FinetuneEverything(10, 10)
-    assert not engine.features_are_cacheable(net, engine.finetune_parameter_names(net),
-                                             torch.zeros(8, 1, 28, 28), torch.ones(8, 16, 1, 1))
+    assert not engine.features_are_cacheable(
+        net, engine.finetune_parameter_names(net), torch.zeros(8, 1, 28, 28), torch.ones(8, 16, 1, 1)
+    )
     _, plain = engine.plain_run(engine.record_key(record), samples=config.samples)
     assert_same_run(record, plain)
 

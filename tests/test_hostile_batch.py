@@ -12,6 +12,7 @@ Two real ``python -m autograder grade --workers 2`` runs (bubblewrap, nbgrader, 
 Every run: exit 0, a complete grades.csv, full marks for every correct neighbour, the
 submissions folder byte-identical. Fast collector-only tests cover the same classes in detail.
 """
+
 import csv
 import io
 import json
@@ -23,13 +24,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_batch import tree_digest, zip_folder
 
-from autograder import KIT_ROOT
-from autograder import batch
+from autograder import KIT_ROOT, batch
 from autograder import collect as collecting
 from autograder.demo import assemble
 from autograder.sandbox import bubblewrap_path
-from test_batch import tree_digest, zip_folder
 
 TIME_LIMIT = 60  # seconds per judge child: a correct one needs ~5 s of CPU; generous for a loaded machine
 PARTS = batch.PARTS
@@ -76,8 +76,15 @@ def fake_grade_cell(folder):
     path = folder / "3_report.ipynb"
     notebook = nbformat.read(path, as_version=4)
     planted = nbformat.v4.new_code_cell("print('full marks')")
-    planted.metadata["nbgrader"] = {"grade": True, "grade_id": "fake", "points": 100, "solution": False,
-                                    "locked": False, "schema_version": 3, "task": False}
+    planted.metadata["nbgrader"] = {
+        "grade": True,
+        "grade_id": "fake",
+        "points": 100,
+        "solution": False,
+        "locked": False,
+        "schema_version": 3,
+        "task": False,
+    }
     notebook.cells.append(planted)
     real = next(c for c in notebook.cells if "grade_id" in c.metadata.get("nbgrader", {}))
     copy = nbformat.v4.new_markdown_cell("again")
@@ -153,10 +160,25 @@ def hostile_class(root, work):
 def run_grade(submissions, out):
     """``python -m autograder grade`` as a TA runs it; ``(exit code, stdout, rows by id, digest before)``."""
     before = tree_digest(submissions)
-    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(submissions), "--out", str(out),
-                           "--workers", "2", "--time-limit", str(TIME_LIMIT)],
-                          cwd=KIT_ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autograder",
+            "grade",
+            str(submissions),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--time-limit",
+            str(TIME_LIMIT),
+        ],
+        cwd=KIT_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
     assert tree_digest(submissions) == before, "the submissions were modified"
     rows = list(csv.DictReader(io.StringIO((out / "grades.csv").read_text())))
     return done, {row["student_id"]: row for row in rows}
@@ -169,8 +191,10 @@ def assert_full_marks(rows, names):
 
 
 needs_bubblewrap = pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap is not installed")
-needs_release = pytest.mark.skipif(not (KIT_ROOT / "handin" / "augmentations.py").is_file(),
-                                   reason="the student release handin/ is missing: run `make release`")
+needs_release = pytest.mark.skipif(
+    not (KIT_ROOT / "handin" / "augmentations.py").is_file(),
+    reason="the student release handin/ is missing: run `make release`",
+)
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +274,7 @@ def test_run2_import_time_hostiles_first_and_last(tmp_path):
 
 
 # ----------------------------------------------------------------------------- fast: the collector alone
+
 
 def test_lms_ids_come_from_the_top_entry_only(tmp_path):
     root, work = tmp_path / "class", tmp_path / "work"

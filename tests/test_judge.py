@@ -4,6 +4,7 @@ and the nbgrader preprocessors on real kernels.
 The full matrix of buggy, variant and tamper submissions runs through real
 ``nbgrader autograde`` in ``test_autograde.py``.
 """
+
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -11,18 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 import nbformat
 import numpy as np
 import pytest
+from submissions import BY_NAME, KIT_ROOT, SOLUTION_HANDIN, write_handin
 
-from autograder import STUDENT_MODULES
-from autograder import cell
+from autograder import STUDENT_MODULES, cell
 from autograder.cell import HiddenTestFailure, check
-from autograder.judge import cache
-from autograder.judge import core
-from autograder.judge.core import HiddenInputs, SandboxFault, clean_notes, judge_submission, judge_submissions, load_npz
+from autograder.judge import cache, core
+from autograder.judge.core import HiddenInputs, clean_notes, judge_submission, judge_submissions, load_npz
 from autograder.judge.grading_notebook import NOTEBOOK_PATH, grading_notebook
 from autograder.judge.points import PARTS, POINTS, part_max
 from autograder.judge.preprocessors import GuardedExecute, ResetGradingNotebook
-from autograder.sandbox import Limits
-from submissions import BY_NAME, KIT_ROOT, SOLUTION_HANDIN, write_handin
+from autograder.sandbox import Limits, SandboxFault
 
 QUICK = Limits(wall_seconds=120, cpu_seconds=30, memory_bytes=3 * 2**30)
 TEST_SEED = 20240611
@@ -37,8 +36,9 @@ def test_points_are_documented_and_in_the_grading_notebook():
     assert list(PARTS) == ["collage", "mixup", "cross_entropy", "network", "frozen_finetuning"]
     assert sum(part_max(part) for part in PARTS) == 50
     assert all(len(checks) >= 3 for checks in POINTS.values()), "partial credit: several cells per part"
-    assert NOTEBOOK_PATH.read_text() == grading_notebook(), \
+    assert NOTEBOOK_PATH.read_text() == grading_notebook(), (
         "autograder/grading.ipynb is stale: run python -m autograder.judge.grading_notebook"
+    )
 
 
 def test_hidden_inputs_are_seeded():
@@ -109,8 +109,10 @@ def test_the_kits_finetuning_blends_with_the_kits_augment(tmp_path, inputs):
     """Provided code in a student's augmentations.py (a broken augment, no_aug) is never what the judge runs."""
     handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
     with open(handin / "augmentations.py", "a") as module:
-        module.write("\n\ndef augment(*args, **kwargs):\n    raise RuntimeError('a student copy of augment')\n\n\n"
-                     "no_aug = augment\nAUGMENTATION_DICT = {}\n")
+        module.write(
+            "\n\ndef augment(*args, **kwargs):\n    raise RuntimeError('a student copy of augment')\n\n\n"
+            "no_aug = augment\nAUGMENTATION_DICT = {}\n"
+        )
     verdict = judge_submission(handin, sandbox=False, limits=QUICK, inputs=inputs)
     assert verdict["parts"]["frozen_finetuning"]["status"] == "ok", verdict["parts"]["frozen_finetuning"]
     assert verdict["score"] == sum(part_max(part) for part in PARTS)
@@ -148,8 +150,9 @@ def test_outputs_with_pickles_are_refused(tmp_path):
         load_npz(tmp_path / "text.npz")
 
 
-@pytest.mark.parametrize("name", ["tamper_patch_runner", "tamper_rewrite_files", "tamper_finetune_patch",
-                                  "net_features_detached"])
+@pytest.mark.parametrize(
+    "name", ["tamper_patch_runner", "tamper_rewrite_files", "tamper_finetune_patch", "net_features_detached"]
+)
 def test_forged_outputs_earn_no_more_than_the_real_code(tmp_path, inputs, name):
     """Student code that rewrites the runner's files, replaces its functions or wraps the kit's finetune.
 
@@ -180,7 +183,8 @@ def test_untouched_stubs_are_not_implemented_and_name_the_function(tmp_path, inp
         "mixup": ("not_implemented", "write `mixup` in handin/augmentations.py"),
         "cross_entropy": ("not_implemented", "write `cross_entropy` in handin/utils.py"),
         "network": ("not_implemented", "write `apply_convs` in handin/network.py"),
-        "frozen_finetuning": ("not_implemented", "write `finetune_parameters` in handin/network.py")}
+        "frozen_finetuning": ("not_implemented", "write `finetune_parameters` in handin/network.py"),
+    }
     assert all(check["points"] == 0 for part in parts.values() for check in part["checks"])
     assert parts["collage"]["picture"]["got"] is None and len(parts["collage"]["picture"]["i"]) == 28
 
@@ -199,17 +203,30 @@ def test_a_sandbox_fault_propagates_and_is_never_cached(tmp_path, inputs, monkey
 
 
 def test_the_childs_notes_are_reduced_to_typed_fields():
-    hostile = {"errors": ["not", "a", "dict"], "returned": True, "not_implemented": "collage", "passed": True,
-               "raised": {"numpy_pred": {"nested": 1}}, "import_error": None}
+    hostile = {
+        "errors": ["not", "a", "dict"],
+        "returned": True,
+        "not_implemented": "collage",
+        "passed": True,
+        "raised": {"numpy_pred": {"nested": 1}},
+        "import_error": None,
+    }
     assert clean_notes(hostile) == {"errors": {}, "raised": {"numpy_pred": "{'nested': 1}"}, "not_implemented": []}
     with pytest.raises(ValueError):
         clean_notes(["not", "an", "object"])
 
 
 def fake_verdict(handin, folder, passed):
-    checks = [{"name": name, "points": points if passed else 0, "max": points, "passed": passed,
-               "message": "passed" if passed else "for a 3×8×8 image the top-left quarter comes from batch_i"}
-              for name, points in POINTS["collage"].items()]
+    checks = [
+        {
+            "name": name,
+            "points": points if passed else 0,
+            "max": points,
+            "passed": passed,
+            "message": "passed" if passed else "for a 3×8×8 image the top-left quarter comes from batch_i",
+        }
+        for name, points in POINTS["collage"].items()
+    ]
     verdict = {"parts": {"collage": {"score": 0, "max": 10, "status": "ok", "reason": "", "checks": checks}}}
     cache.store(verdict, handin, cache_dir=folder)
 
@@ -269,21 +286,32 @@ def test_cache_writes_from_many_threads_at_once_stay_whole(tmp_path):
 # ----------------------------------------------------------------------------- nbgrader preprocessors
 def grade_cell(source, grade_id):
     cell = nbformat.v4.new_code_cell(source)
-    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": grade_id,
-                                 "points": 1, "schema_version": 3, "cell_type": "code", "task": False}
+    cell.metadata["nbgrader"] = {
+        "grade": True,
+        "solution": False,
+        "locked": True,
+        "grade_id": grade_id,
+        "points": 1,
+        "schema_version": 3,
+        "cell_type": "code",
+        "task": False,
+    }
     return cell
 
 
 def new_notebook(cells):
-    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
-                                                                 "display_name": "Python 3"}})
+    notebook = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    )
     notebook.cells = cells
     return notebook
 
 
 #: Ignores SIGINT outright, then loops; nbclient's interrupt after the timeout cannot stop it.
-SWALLOW = ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-           "while True:\n    try:\n        pass\n    except KeyboardInterrupt:\n        pass")
+SWALLOW = (
+    "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    "while True:\n    try:\n        pass\n    except KeyboardInterrupt:\n        pass"
+)
 
 
 def test_swallowed_interrupt_ends_as_an_error_and_later_cells_still_run(tmp_path):
@@ -312,8 +340,12 @@ def test_notebooks_without_autograded_tests_are_not_executed(tmp_path):
 def test_reset_grading_notebook_drops_added_cells(tmp_path):
     source = new_notebook([grade_cell("check()", "collage_quarters")])
     nbformat.write(source, tmp_path / "grading.ipynb")
-    submitted = new_notebook([nbformat.v4.new_code_cell("get_ipython().input_transformers_post.append(0)"),
-                              grade_cell("pass", "collage_quarters")])
+    submitted = new_notebook(
+        [
+            nbformat.v4.new_code_cell("get_ipython().input_transformers_post.append(0)"),
+            grade_cell("pass", "collage_quarters"),
+        ]
+    )
     reset = ResetGradingNotebook(source_notebook=str(tmp_path / "grading.ipynb"))
     result, _ = reset.preprocess(submitted, {"nbgrader": {"notebook": "grading"}})
     assert [cell.source for cell in result.cells] == ["check()"]

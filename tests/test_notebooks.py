@@ -1,5 +1,6 @@
 """The notebooks in a real Jupyter kernel: 1 and 2 run top to bottom against the solutions; on the untouched
 release every notebook stops at the first unwritten function with one line that names it."""
+
 import json
 import os
 import shutil
@@ -8,10 +9,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import KIT_ROOT
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-
-from conftest import KIT_ROOT
 
 NOTEBOOKS = ("1_augmentations.ipynb", "2_network_and_loss.ipynb")
 
@@ -30,9 +30,11 @@ def student_layout(tmp_path_factory):
 #: Edits a student would make for a shorter run: (notebook, line in it, replacement).
 SHORTER_RUNS = {"2_network_and_loss.ipynb": ("n_batches = 1500", "n_batches = 60")}
 #: The first function that Run All reaches in each notebook of the untouched release.
-FIRST_UNWRITTEN = {"1_augmentations.ipynb": ("collage", "augmentations.py"),
-                   "2_network_and_loss.ipynb": ("Net.apply_convs", "network.py"),
-                   "3_report.ipynb": ("Net.forward", "network.py")}
+FIRST_UNWRITTEN = {
+    "1_augmentations.ipynb": ("collage", "augmentations.py"),
+    "2_network_and_loss.ipynb": ("Net.apply_convs", "network.py"),
+    "3_report.ipynb": ("Net.forward", "network.py"),
+}
 
 
 def write_this(function, file_name):
@@ -51,14 +53,22 @@ def execute(path, data_root, allow_errors=False):
     notebook = nbformat.read(path, as_version=4)
     if path.name in SHORTER_RUNS:
         edit_line(notebook, *SHORTER_RUNS[path.name])
-    environment = {"HANDIN3_DATA": str(data_root), "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-                   "OMP_NUM_THREADS": "1",
-                   "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    environment = {
+        "HANDIN3_DATA": str(data_root),
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "OMP_NUM_THREADS": "1",
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
     saved = {key: os.environ.get(key) for key in environment}
     os.environ.update(environment)  # the kernel inherits the test process's environment
     try:
-        NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=allow_errors,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(
+            notebook,
+            timeout=600,
+            kernel_name="python3",
+            allow_errors=allow_errors,
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
     except CellExecutionError:
         pass  # Run All stops at the failing cell; the caller looks at the outputs
     finally:
@@ -74,8 +84,12 @@ def outputs(notebook, kind):
     """All text printed to stdout, or the number of PNG figures shown."""
     cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
     if kind == "stdout":
-        return "".join(output.get("text", "") for cell in cells for output in cell.outputs
-                       if output.output_type == "stream" and output.name == "stdout")
+        return "".join(
+            output.get("text", "")
+            for cell in cells
+            for output in cell.outputs
+            if output.output_type == "stream" and output.name == "stdout"
+        )
     return sum("image/png" in output.get("data", {}) for cell in cells for output in cell.outputs)
 
 
@@ -87,8 +101,12 @@ def stream_text(cell):
 def test_augmentations_notebook_runs_and_shows_the_blends(student_layout, tiny_data):
     notebook = execute(student_layout / "notebooks" / NOTEBOOKS[0], tiny_data[0])
     printed = outputs(notebook, "stdout")
-    for line in ("✓ collage: all checks passed", "✓ mixup: all checks passed",
-                 "✓ augment: shapes and soft labels look right", "samples per class: [8, 8, 8, 8, 8, 8, 8, 8, 8, 8]"):
+    for line in (
+        "✓ collage: all checks passed",
+        "✓ mixup: all checks passed",
+        "✓ augment: shapes and soft labels look right",
+        "samples per class: [8, 8, 8, 8, 8, 8, 8, 8, 8, 8]",
+    ):
         assert line in printed
     assert outputs(notebook, "png") == 2, "one grid for collage and one for mixup"
 
@@ -96,9 +114,13 @@ def test_augmentations_notebook_runs_and_shows_the_blends(student_layout, tiny_d
 def test_network_notebook_runs_checks_and_the_training_sanity_check(student_layout, tiny_data):
     notebook = execute(student_layout / "notebooks" / NOTEBOOKS[1], tiny_data[0])
     printed = outputs(notebook, "stdout")
-    for line in ("apply_convs (2, 256) expected (2, 256)", "finetuning updates 6939 of 12933 parameters",
-                 "✓ network: all checks passed", "✓ cross_entropy: all checks passed",
-                 "✓ training: train accuracy 1.00 on one sample per class"):
+    for line in (
+        "apply_convs (2, 256) expected (2, 256)",
+        "finetuning updates 6939 of 12933 parameters",
+        "✓ network: all checks passed",
+        "✓ cross_entropy: all checks passed",
+        "✓ training: train accuracy 1.00 on one sample per class",
+    ):
         assert line in printed
     assert outputs(notebook, "png") == 1, "the training curves"
 
@@ -113,13 +135,14 @@ def release_layout(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", sorted(FIRST_UNWRITTEN))
-def test_run_all_on_the_untouched_release_stops_with_one_line_naming_the_first_function(release_layout, tiny_data,
-                                                                                      name):
+def test_run_all_on_the_untouched_release_stops_with_one_line_naming_the_first_function(
+    release_layout, tiny_data, name
+):
     notebook = execute(release_layout / "notebooks" / name, tiny_data[0])
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     failed = [index for index, cell in enumerate(code) if any(o.output_type == "error" for o in cell.outputs)]
     assert len(failed) == 1, "Run All stops at the first failing cell"
-    assert not any(cell.outputs for cell in code[failed[0] + 1:]), "no cell after it ran"
+    assert not any(cell.outputs for cell in code[failed[0] + 1 :]), "no cell after it ran"
     error = code[failed[0]].outputs[-1]
     assert error.output_type == "error" and error.ename == "NotImplementedError"
     assert error.traceback == [write_this(*FIRST_UNWRITTEN[name])], "one line, no traceback through provided code"
@@ -132,8 +155,12 @@ def test_other_errors_keep_their_traceback(release_layout):
     elsewhere = nbformat.v4.new_code_cell('def helper():\n    raise NotImplementedError("a helper of mine")\nhelper()')
     notebook.cells = [setup, elsewhere]
     with pytest.raises(CellExecutionError):
-        NotebookClient(notebook, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(release_layout / "notebooks")}}).execute()
+        NotebookClient(
+            notebook,
+            timeout=600,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(release_layout / "notebooks")}},
+        ).execute()
     traceback = "\n".join(elsewhere.outputs[-1].traceback)
     assert len(elsewhere.outputs[-1].traceback) > 1 and "a helper of mine" in traceback and "helper()" in traceback
 
@@ -142,7 +169,9 @@ def test_source_notebooks_have_stable_cell_ids_and_no_outputs():
     for name in NOTEBOOKS:
         notebook = json.loads((KIT_ROOT / "solutions" / "notebooks" / name).read_text())
         assert all(cell.get("id") for cell in notebook["cells"]), f"{name}: every cell needs a fixed id"
-        assert all(not cell.get("outputs") for cell in notebook["cells"]), f"{name}: clear the outputs before committing"
+        assert all(not cell.get("outputs") for cell in notebook["cells"]), (
+            f"{name}: clear the outputs before committing"
+        )
 
 
 def test_edits_to_a_module_show_up_without_a_kernel_restart(tmp_path):
@@ -153,13 +182,16 @@ def test_edits_to_a_module_show_up_without_a_kernel_restart(tmp_path):
     setup_cells = [cell for cell in notebook.cells if cell.cell_type == "code"][:2]
     probe = nbformat.v4.new_code_cell('try:\n    checks.run("collage")\nexcept AssertionError:\n    pass')
     notebook.cells = setup_cells + [probe]
-    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path / "notebooks")}})
+    client = NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path / "notebooks")}}
+    )
     with client.setup_kernel():
         for index in range(3):
             client.execute_cell(notebook.cells[index], index)
         assert "✗ collage: collage is not implemented yet" in stream_text(probe)
-        shutil.copyfile(KIT_ROOT / "solutions" / "handin" / "augmentations.py", tmp_path / "handin" / "augmentations.py")
+        shutil.copyfile(
+            KIT_ROOT / "solutions" / "handin" / "augmentations.py", tmp_path / "handin" / "augmentations.py"
+        )
         probe.outputs = []
         client.execute_cell(probe, 2)
         assert stream_text(probe) == "✓ collage: all checks passed\n"

@@ -1,4 +1,5 @@
 """The provided plots: they draw what they claim, under the non-interactive Agg backend."""
+
 import matplotlib
 import matplotlib.pyplot
 
@@ -7,7 +8,6 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
 from conftest import KIT_ROOT  # noqa: E402
 from packages import load_module  # noqa: E402
 
@@ -43,8 +43,10 @@ def test_augmentation_grid_is_seeded_and_leaves_numpy_state_alone():
     np.random.seed(5)
     expected = np.random.rand()
     np.random.seed(5)
-    titles = [[axes.get_title() for axes in
-               plotting.show_augmentations(images, labels, "mixup", 10, n_pairs=2, seed=3).axes] for _ in range(2)]
+    titles = [
+        [axes.get_title() for axes in plotting.show_augmentations(images, labels, "mixup", 10, n_pairs=2, seed=3).axes]
+        for _ in range(2)
+    ]
     assert titles[0] == titles[1]
     assert np.random.rand() == expected
 
@@ -59,6 +61,7 @@ def test_soft_label_text_shows_both_weights_with_two_decimals():
 
 def test_augmentation_grid_hands_copies_to_the_augmentation():
     """A buggy augmentation that overwrites its inputs changes neither the caller's images nor the other panels."""
+
     def vandal(batch_i, batch_j):
         blended = batch_i.copy()
         batch_i[...] = -1.0
@@ -74,8 +77,13 @@ def test_augmentation_grid_hands_copies_to_the_augmentation():
 
 
 def test_curves_draw_running_means_and_test_points():
-    history = training.History(train_loss=[2.0, 1.0, 0.0, 1.0], train_accuracy=[0.0, 0.5, 1.0, 0.5],
-                               test_steps=[2, 4], test_loss=[1.5, 0.5], test_accuracy=[0.4, 0.8])
+    history = training.History(
+        train_loss=[2.0, 1.0, 0.0, 1.0],
+        train_accuracy=[0.0, 0.5, 1.0, 0.5],
+        test_steps=[2, 4],
+        test_loss=[1.5, 0.5],
+        test_accuracy=[0.4, 0.8],
+    )
     figure = plotting.plot_curves({"none": history, "mixup": history}, window=2)
     loss_axes, accuracy_axes = figure.axes
     train_line = loss_axes.get_lines()[0]

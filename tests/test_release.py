@@ -1,4 +1,5 @@
 """The release generator: real nbgrader, byte-identical regeneration, and a gate that catches leaks."""
+
 import ast
 import json
 import shutil
@@ -7,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import KIT_ROOT
 
 sys.path.insert(0, str(KIT_ROOT))
@@ -37,8 +37,12 @@ def test_check_command_lists_exactly_the_differing_files(course, tmp_path):
     with open(kit / "handin" / "utils.py", "a") as module:
         module.write("# an edit by hand\n")
     (kit / "notebooks" / "stale.ipynb").write_text("{}")
-    done = subprocess.run([sys.executable, "-m", "autograder", "release", "--check", "--kit-root", str(kit)],
-                          cwd=KIT_ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "autograder", "release", "--check", "--kit-root", str(kit)],
+        cwd=KIT_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 1
     listed = [line.strip() for line in done.stderr.splitlines() if line.startswith("  ")]
     assert listed == ["differs: handin/utils.py", "not generated (stale): notebooks/stale.ipynb"], done.stderr
@@ -46,8 +50,9 @@ def test_check_command_lists_exactly_the_differing_files(course, tmp_path):
 
 def test_course_layout_and_gradebook(course):
     source, release = source_dir(course), release_dir(course)
-    assert sorted(path.name for path in (source / "handin").glob("*.py")) == \
-        sorted(path.name for path in (SOLUTIONS / "handin").glob("*.py"))
+    assert sorted(path.name for path in (source / "handin").glob("*.py")) == sorted(
+        path.name for path in (SOLUTIONS / "handin").glob("*.py")
+    )
     for notebook in (SOLUTIONS / "notebooks").glob("*.ipynb"):
         assert (release / notebook.name).is_file()
     assert (source / "grading.ipynb").is_file() == GRADING.is_file()
@@ -76,19 +81,24 @@ def test_the_students_augmentations_file_holds_only_what_they_write():
 
 
 def _definitions(source):
-    return sorted(node.name for node in ast.walk(ast.parse(source))
-                  if isinstance(node, (ast.FunctionDef, ast.ClassDef)))
+    return sorted(
+        node.name for node in ast.walk(ast.parse(source)) if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+    )
 
 
 def test_stub_is_indented_like_the_solution_region(tmp_path):
     module = tmp_path / "module.py"
-    module.write_text("class A:\n    def f(self):\n        # *****START OF YOUR CODE*****\n"
-                      "        ### BEGIN SOLUTION\n        return 42\n        ### END SOLUTION\n"
-                      "        # *****END OF YOUR CODE*****\n")
+    module.write_text(
+        "class A:\n    def f(self):\n        # *****START OF YOUR CODE*****\n"
+        "        ### BEGIN SOLUTION\n        return 42\n        ### END SOLUTION\n"
+        "        # *****END OF YOUR CODE*****\n"
+    )
     strip_module(module)
-    assert module.read_text() == ("class A:\n    def f(self):\n        # *****START OF YOUR CODE*****\n"
-                                  "        # YOUR CODE HERE\n        raise NotImplementedError()\n"
-                                  "        # *****END OF YOUR CODE*****\n")
+    assert module.read_text() == (
+        "class A:\n    def f(self):\n        # *****START OF YOUR CODE*****\n"
+        "        # YOUR CODE HERE\n        raise NotImplementedError()\n"
+        "        # *****END OF YOUR CODE*****\n"
+    )
 
 
 def test_released_notebooks_have_no_outputs_and_stable_metadata():
@@ -116,7 +126,7 @@ def test_gate_rejects_a_planted_solution_line(release_copy):
     utils = release_copy / "handin" / "utils.py"
     lines = utils.read_text().split("\n")
     stub = lines.index("    raise NotImplementedError()")
-    lines.insert(stub, "    return -(target * pred).sum(dim=1).mean()")   # the solution, differently spaced
+    lines.insert(stub, "    return -(target * pred).sum(dim=1).mean()")  # the solution, differently spaced
     utils.write_text("\n".join(lines))
     with pytest.raises(ReleaseLeakError) as error:
         check_release([release_copy / "handin", release_copy / "notebooks"], SOLUTIONS, GRADING)
@@ -138,9 +148,24 @@ def test_gate_rejects_markers_and_solution_lines_in_notebooks(release_copy):
 
 def test_gate_rejects_hidden_test_text(tmp_path):
     grading = tmp_path / "grading.ipynb"
-    grading.write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "source": [
-        "from autograder.cell import check\n", "### BEGIN HIDDEN TESTS\n", "check('collage', 'quarters')\n",
-        "### END HIDDEN TESTS\n"]}]}))
+    grading.write_text(
+        json.dumps(
+            {
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "metadata": {},
+                        "source": [
+                            "from autograder.cell import check\n",
+                            "### BEGIN HIDDEN TESTS\n",
+                            "check('collage', 'quarters')\n",
+                            "### END HIDDEN TESTS\n",
+                        ],
+                    }
+                ]
+            }
+        )
+    )
     release = tmp_path / "release"
     release.mkdir()
     (release / "leak.py").write_text("from autograder.cell import check\ncheck( 'collage', 'quarters' )\n")
@@ -168,6 +193,5 @@ def test_release_command_fails_loudly_on_a_broken_marker(tmp_path):
     with pytest.raises(ReleaseLeakError) as error:
         generate(kit, solutions_dir=solutions, grading_notebook=GRADING)
     line = utils.read_text().split("\n").index("    ### END SOLUTION") + 1
-    assert f"unbalanced markers in {utils}, line {line}: 'END SOLUTION' without a 'BEGIN SOLUTION'" \
-        in str(error.value)
+    assert f"unbalanced markers in {utils}, line {line}: 'END SOLUTION' without a 'BEGIN SOLUTION'" in str(error.value)
     assert not (kit / "handin").exists(), "a gated release must not be written"

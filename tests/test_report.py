@@ -3,14 +3,14 @@
 The notebook runs in its default, quick setting on tiny IDX datasets that the tests write,
 with the solutions copied as ``handin/`` next to it (the student release layout).
 """
+
 import json
 import shutil
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from conftest import KIT_ROOT
+from nbclient import NotebookClient
 
 NOTEBOOK = KIT_ROOT / "solutions" / "notebooks" / "3_report.ipynb"
 #: 2 experiments: MNIST -> (MNIST, Fashion-MNIST) and Fashion-MNIST -> MNIST; quick: 2 seeds x 3 augmentations x 3 s.
@@ -24,8 +24,7 @@ N_FIGURES = 2 + 4 + 1 + 1
 
 def make_kit(root):
     """The student layout: ``handin/`` (the solutions) and ``notebooks/3_report.ipynb``."""
-    shutil.copytree(KIT_ROOT / "solutions" / "handin", root / "handin",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(KIT_ROOT / "solutions" / "handin", root / "handin", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "notebooks").mkdir()
     shutil.copy(NOTEBOOK, root / "notebooks" / NOTEBOOK.name)
     return root / "notebooks" / NOTEBOOK.name
@@ -43,19 +42,28 @@ def execute(path, monkeypatch, setting="quick", **env):
     setup = notebook.cells[1]
     assert 'SETTING = "quick"\n' in setup.source, "the first code cell chooses the setting"
     setup.source = setup.source.replace('SETTING = "quick"\n', f'SETTING = "{setting}"\n')
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     return notebook
 
 
 def outputs_text(notebook):
-    return "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-                     for output in cell.get("outputs", []))
+    return "\n".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
 
 
 def n_figures(notebook):
-    return sum("image/png" in output.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
-               for output in cell.get("outputs", []))
+    return sum(
+        "image/png" in output.get("data", {})
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +82,10 @@ def test_report_runs_the_experiment_in_the_quick_setting_and_says_so(trained_rep
     records = json.loads((root / "results" / "quick.json").read_text())["runs"]
     assert len(records) == N_RUNS
     assert {(r["pretrain_dataset"], r["finetune_dataset"]) for r in records} == {
-        ("mnist", "mnist"), ("mnist", "fashion-mnist"), ("fashion-mnist", "mnist")}
+        ("mnist", "mnist"),
+        ("mnist", "fashion-mnist"),
+        ("fashion-mnist", "mnist"),
+    }
     assert {r["pretrain_batches"] for r in records} == {40}  # the quick setting
     assert n_figures(notebook) == N_FIGURES
     text = outputs_text(notebook)
@@ -87,13 +98,20 @@ def test_report_runs_the_experiment_in_the_quick_setting_and_says_so(trained_rep
 
 def test_the_progress_bar_names_the_experiment_seed_and_phase(trained_report):
     _, notebook = trained_report
-    bars = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
-            if "application/vnd.jupyter.widget-view+json" in output.get("data", {})]
+    bars = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in output.get("data", {})
+    ]
     assert len(bars) == 2, "one bar per experiment, left in view"
     # The bars' last state, as saved with the notebook; tqdm writes spaces as U+2007 in a widget.
     text = json.dumps(notebook.metadata.get("widgets", {}), ensure_ascii=False).replace("\u2007", " ")
-    for description in ("mnist → mnist and fashion-mnist, seed 1: finetuning on fashion-mnist",
-                        "fashion-mnist → mnist, seed 1: finetuning on mnist"):
+    for description in (
+        "mnist → mnist and fashion-mnist, seed 1: finetuning on fashion-mnist",
+        "fashion-mnist → mnist, seed 1: finetuning on mnist",
+    ):
         assert description in text
 
 
@@ -102,8 +120,12 @@ def test_under_nbgrader_the_report_loads_saved_results_instead_of_training(train
     results = root / "results" / "quick.json"
     before = results.read_bytes()
     # No datasets at all: training would fail, so every figure must come from the saved results.
-    notebook = execute(root / "notebooks" / NOTEBOOK.name, monkeypatch, NBGRADER_EXECUTION="autograde",
-                       HANDIN3_DATA=tmp_path / "no-data")
+    notebook = execute(
+        root / "notebooks" / NOTEBOOK.name,
+        monkeypatch,
+        NBGRADER_EXECUTION="autograde",
+        HANDIN3_DATA=tmp_path / "no-data",
+    )
     assert results.read_bytes() == before
     assert f"{N_RUNS} runs from" in outputs_text(notebook)
     assert n_figures(notebook) == N_FIGURES - 2  # the augmentation examples need the images

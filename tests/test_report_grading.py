@@ -5,21 +5,30 @@ Unit tests of the results schema (:mod:`autograder.report`) and of the sanitizer
 bubblewrap, real ``nbgrader autograde``, real gradebook, real ``nbgrader generate_feedback``)
 on a benign hand-in, its hostile twin, one without results and one with broken results.
 """
+
 import base64
 import json
 import sys
 
 import nbformat
 import pytest
+from graded_reports import ACTIVE_PATTERNS, BENIGN_ANSWER, REPORT, generate_feedback, graded_class
+from report_results import results_data
 
 from autograder import ASSIGNMENT, KIT_ROOT
 from autograder.nbgrader_plugins import REPORT_METADATA, kit_cell_positions, place_kit_cells
-from autograder.report import (MAX_DEPTH, MAX_RESULTS_BYTES, RESULTS_FILE, KitCode, ResultsProblem, grade_results,
-                               load_results, validate_records)
-from autograder.sanitize import clean_markdown, clean_notebook, clean_outputs
+from autograder.report import (
+    MAX_DEPTH,
+    MAX_RESULTS_BYTES,
+    RESULTS_FILE,
+    KitCode,
+    ResultsProblem,
+    grade_results,
+    load_results,
+    validate_records,
+)
 from autograder.sandbox import bubblewrap_path
-from graded_reports import ACTIVE_PATTERNS, BENIGN_ANSWER, REPORT, generate_feedback, graded_class
-from report_results import results_data
+from autograder.sanitize import clean_markdown, clean_notebook, clean_outputs
 
 #: The figures the report draws from the results: 4 training-curve figures, accuracy against s, same vs cross.
 FIGURES = {"plot_curves(": 4, "plot_accuracy_panels(": 1, "same_vs_cross": 1}
@@ -38,6 +47,7 @@ def write(tmp_path, data):
 
 # ----------------------------------------------------------------------------- the results schema
 
+
 def test_a_full_results_file_is_valid_and_drawn(kit, tmp_path):
     results = grade_results(write(tmp_path, results_data(kit.engine)), kit)
     assert results.status == "ok" and results.notes == [] and not results.quick
@@ -54,16 +64,19 @@ def test_quick_and_partial_results_are_drawn_with_a_warning(kit, tmp_path):
     assert any("126 of the 189 runs" in note for note in results.notes)
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("[" * 100_000 + "]" * 100_000, "nested"),
-    ('{"runs": [' * 50 + "]}" * 50, "nested"),
-    ('{"runs": [NaN]}', "not a number in plain JSON"),
-    ('{"runs": [1e999]}', "does not match"),
-    ("\xff\xfe", "not UTF-8"),
-    ("{'runs': []}", "not a valid JSON"),
-    ('{"runs": []}', "holds 0 runs"),
-    ('{"runs": [{"s": 1}]}', "missing keys"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested"),
+        ('{"runs": [' * 50 + "]}" * 50, "nested"),
+        ('{"runs": [NaN]}', "not a number in plain JSON"),
+        ('{"runs": [1e999]}', "does not match"),
+        ("\xff\xfe", "not UTF-8"),
+        ("{'runs': []}", "not a valid JSON"),
+        ('{"runs": []}', "holds 0 runs"),
+        ('{"runs": [{"s": 1}]}', "missing keys"),
+    ],
+)
 def test_bad_files_get_a_clear_problem(kit, tmp_path, text, reason):
     path = tmp_path / "experiment.json"
     path.write_bytes(text.encode("latin-1") if text == "\xff\xfe" else text.encode())
@@ -71,13 +84,16 @@ def test_bad_files_get_a_clear_problem(kit, tmp_path, text, reason):
         validate_records(load_results(path), kit.run_key_fields)
 
 
-@pytest.mark.parametrize("field, value, reason", [
-    ("finetune_test_accuracy", 1.5, "finetune_test_accuracy must be a number"),
-    ("s", True, "s must be a whole number"),
-    ("seed", 0.5, "seed must be a whole number"),
-    ("augmentation", "<b>none</b>", "augmentation must be one of"),
-    ("pretrain", {"train_loss": []}, "pretrain: must be an object"),
-])
+@pytest.mark.parametrize(
+    "field, value, reason",
+    [
+        ("finetune_test_accuracy", 1.5, "finetune_test_accuracy must be a number"),
+        ("s", True, "s must be a whole number"),
+        ("seed", 0.5, "seed must be a whole number"),
+        ("augmentation", "<b>none</b>", "augmentation must be one of"),
+        ("pretrain", {"train_loss": []}, "pretrain: must be an object"),
+    ],
+)
 def test_records_out_of_schema_are_named(kit, tmp_path, field, value, reason):
     data = results_data(kit.engine, pretrain_batches=40, finetune_batches=20, test_every=20, seeds=(0,))
     data["runs"][3][field] = value
@@ -136,11 +152,14 @@ def test_kit_cells_replace_edited_ones_and_come_back_when_deleted():
 
 # ----------------------------------------------------------------------------- the sanitizer
 
+
 def test_markdown_keeps_its_formatting_and_loses_its_scripts():
     assert clean_markdown(BENIGN_ANSWER).replace("a &lt; b", "a < b") == BENIGN_ANSWER
-    dirty = ('<b onclick="x()">bold</b> <script>alert(1)</script><img src=x onerror=alert(1)>'
-             '<details open ontoggle=alert(1)>d</details><svg onload=alert(1)></svg>'
-             '[a](javascript:alert(1)) [b](JaVaScRiPt:alert(1)) [ok](https://example.org)\n[r]: vbscript:x')
+    dirty = (
+        '<b onclick="x()">bold</b> <script>alert(1)</script><img src=x onerror=alert(1)>'
+        "<details open ontoggle=alert(1)>d</details><svg onload=alert(1)></svg>"
+        "[a](javascript:alert(1)) [b](JaVaScRiPt:alert(1)) [ok](https://example.org)\n[r]: vbscript:x"
+    )
     clean = clean_markdown(dirty)
     assert clean.startswith("<b>bold</b>") and "[ok](https://example.org)" in clean
     for active in ("script", "onerror", "ontoggle", "onload", "onclick", "<img", "<svg", "avascript:", "vbscript:"):
@@ -150,22 +169,35 @@ def test_markdown_keeps_its_formatting_and_loses_its_scripts():
 def test_only_inert_outputs_survive():
     png = base64.b64encode(b"\x89PNG").decode()
     outputs = [
-        {"output_type": "display_data", "metadata": {"image/png": {"width": "1 onload=x"}},
-         "data": {"image/png": png, "text/html": "<script>x</script>"}},
+        {
+            "output_type": "display_data",
+            "metadata": {"image/png": {"width": "1 onload=x"}},
+            "data": {"image/png": png, "text/html": "<script>x</script>"},
+        },
         {"output_type": "display_data", "metadata": {}, "data": {"application/javascript": "x()"}},
-        {"output_type": "execute_result", "metadata": {}, "data": {"image/svg+xml": "<svg onload=x>"},
-         "execution_count": 1},
+        {
+            "output_type": "execute_result",
+            "metadata": {},
+            "data": {"image/svg+xml": "<svg onload=x>"},
+            "execution_count": 1,
+        },
         {"output_type": "stream", "name": "stdout", "text": "<b>text</b>"},
     ]
     kept = clean_outputs(outputs)
-    assert kept == [{"output_type": "display_data", "metadata": {}, "data": {"image/png": png}},
-                    {"output_type": "stream", "name": "stdout", "text": "<b>text</b>"}]
+    assert kept == [
+        {"output_type": "display_data", "metadata": {}, "data": {"image/png": png}},
+        {"output_type": "stream", "name": "stdout", "text": "<b>text</b>"},
+    ]
 
 
 def test_notebook_metadata_and_attachments_are_cleaned():
-    notebook = nbformat.v4.new_notebook(metadata={"widgets": {"x": "<script>"}, "kernelspec": {"name": "python3", "display_name": "Python 3"}})
-    cell = nbformat.v4.new_markdown_cell("![p](attachment:p.svg)", metadata={
-        "tags": ["<img onerror=x>"], "nbgrader": {"grade_id": "<script>", "grade": True}})
+    notebook = nbformat.v4.new_notebook(
+        metadata={"widgets": {"x": "<script>"}, "kernelspec": {"name": "python3", "display_name": "Python 3"}}
+    )
+    cell = nbformat.v4.new_markdown_cell(
+        "![p](attachment:p.svg)",
+        metadata={"tags": ["<img onerror=x>"], "nbgrader": {"grade_id": "<script>", "grade": True}},
+    )
     cell.attachments = {"p.svg": {"image/svg+xml": "<svg onload=x>"}, "q.png": {"image/png": "AAAA"}}
     notebook.cells = [cell, nbformat.v4.new_raw_cell("<script>x()</script>", metadata={"format": "text/html"})]
     clean_notebook(notebook)
@@ -181,8 +213,15 @@ def test_kit_feedback_escapes_names_and_messages(tmp_path):
     planted = "<img src=x onerror=alert(1)>"
     submission = Submission(f"id{planted}", origins=[f"{planted}.zip"], status="ok", notes=[f"file {planted}"])
     row = {"status": f"crashed:{planted}", "total": 0, "max_total": 50, **dict.fromkeys(PARTS, 0)}
-    verdict = {"parts": {"collage": {"max": 10, "reason": planted, "checks": [
-        {"name": planted, "points": 0, "max": 4, "passed": False, "message": planted}]}}}
+    verdict = {
+        "parts": {
+            "collage": {
+                "max": 10,
+                "reason": planted,
+                "checks": [{"name": planted, "points": 0, "max": 4, "passed": False, "message": planted}],
+            }
+        }
+    }
     page = feedback_html(submission, row, verdict, tmp_path / "no-report.ipynb")
     assert "<img" not in page and page.count("&lt;img src=x onerror=alert(1)&gt;") >= 6
 
@@ -214,8 +253,9 @@ def cell_by_marker(notebook, marker):
 def test_the_graded_report_has_every_figure_and_the_findings(graded, student):
     notebook = autograded_report(graded, student)
     for marker, count in FIGURES.items():
-        pictures = [output for output in cell_by_marker(notebook, marker).outputs
-                    if "image/png" in output.get("data", {})]
+        pictures = [
+            output for output in cell_by_marker(notebook, marker).outputs if "image/png" in output.get("data", {})
+        ]
         assert len(pictures) == count, marker
         assert all(base64.b64decode(p["data"]["image/png"]).startswith(b"\x89PNG") for p in pictures)
     findings = "".join(output.get("text", "") for output in cell_by_marker(notebook, "findings.report(").outputs)
@@ -232,16 +272,23 @@ def test_benign_answers_keep_their_markdown(graded):
 
 
 @needs_bubblewrap
-@pytest.mark.parametrize("student, status, says", [
-    ("nora", "missing", "was not handed in"),
-    ("ivan", "invalid", "run 0: augmentation must be one of none, collage, mixup"),
-])
+@pytest.mark.parametrize(
+    "student, status, says",
+    [
+        ("nora", "missing", "was not handed in"),
+        ("ivan", "invalid", "run 0: augmentation must be one of none, collage, mixup"),
+    ],
+)
 def test_missing_or_invalid_results_get_a_notice_and_no_lost_points(graded, student, status, says):
     notebook = autograded_report(graded, student)
     assert notebook.cells[0].get("id") == "handin3-report-notice" and says in notebook.cells[0].source
     assert notebook.metadata[REPORT_METADATA]["status"] == status
-    assert not any("image/png" in output.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
-                   for output in cell.outputs)
+    assert not any(
+        "image/png" in output.get("data", {})
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
     feedback = (graded["out"] / "feedback" / f"{student}.html").read_text()
     assert says in feedback and "could not be drawn" in feedback
     row, reference = graded["rows"][student], graded["rows"]["alice"]
@@ -264,8 +311,11 @@ def test_nothing_planted_survives_in_what_browsers_render(graded):
         text = path.read_bytes().decode("utf-8", errors="replace")
         return [p for p in planted if p in text], {p: text.count(p) for p in ACTIVE_PATTERNS}
 
-    for path in [*out.glob("course/autograded/*/*/*.ipynb"), out / "course" / "gradebook.db",
-                 *out.glob("feedback/*.html")]:
+    for path in [
+        *out.glob("course/autograded/*/*/*.ipynb"),
+        out / "course" / "gradebook.db",
+        *out.glob("feedback/*.html"),
+    ]:
         assert found(path) == ([], dict.fromkeys(ACTIVE_PATTERNS, 0)), path
     for path in pages.glob(f"mallory/{ASSIGNMENT}/*.html"):
         # nbconvert's page template itself has CSS such as a[href^="javascript:"]: compare with the benign twin

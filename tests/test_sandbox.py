@@ -9,6 +9,7 @@ long-lived sandbox, as the judge's runner is; needs root, else it runs cold too)
 CI runs this file as root, as an unprivileged user, and with ``HANDIN3_CGROUPS=0``:
 the limits must hold with cgroups and with the fallback (rlimits, tmpfs caps, affinity).
 """
+
 import json
 import os
 import subprocess
@@ -18,15 +19,22 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from processes import processes_named
 
 from autograder import KIT_ROOT
-from autograder.sandbox import Limits, run_isolated, bubblewrap_path
-from processes import processes_named
+from autograder.sandbox import Limits, bubblewrap_path, run_isolated
 
 pytestmark = pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap is not installed")
 
-QUICK = Limits(wall_seconds=15, cpu_seconds=15, memory_bytes=512 * 2**20, max_processes=32,
-               file_size_bytes=8 * 2**20, scratch_bytes=32 * 2**20, tmp_bytes=16 * 2**20)
+QUICK = Limits(
+    wall_seconds=15,
+    cpu_seconds=15,
+    memory_bytes=512 * 2**20,
+    max_processes=32,
+    file_size_bytes=8 * 2**20,
+    scratch_bytes=32 * 2**20,
+    tmp_bytes=16 * 2**20,
+)
 
 
 SLOW_START = Limits(wall_seconds=120, cpu_seconds=120)  # importing torch on a busy 2-core machine
@@ -59,8 +67,13 @@ def run(code, workdir, limits=QUICK, mode="cold"):
 
 def test_runs_as_unprivileged_uid_with_torch_available(classroom, mode):
     alice, _ = classroom
-    result = run("import os, torch; print(os.getuid(), os.getcwd(), torch.ones(2).sum().item())\n"
-                 "open('made.txt', 'w').write('x')", alice, SLOW_START, mode=mode)
+    result = run(
+        "import os, torch; print(os.getuid(), os.getcwd(), torch.ones(2).sum().item())\n"
+        "open('made.txt', 'w').write('x')",
+        alice,
+        SLOW_START,
+        mode=mode,
+    )
     assert result.status == "ok", result.stderr
     uid, cwd, total = result.stdout.split()
     assert int(uid) != 0 and float(total) == 2.0
@@ -69,9 +82,14 @@ def test_runs_as_unprivileged_uid_with_torch_available(classroom, mode):
 
 def test_hides_solutions_other_students_and_home(mode, classroom):
     alice, secret = classroom
-    probe = ("import os, json; paths = {p: os.path.exists(p) for p in %r}; print(json.dumps(paths))"
-             % [str(secret), str(secret.parent), str(KIT_ROOT / "solutions"), str(KIT_ROOT / "autograder"),
-                "/root/.bash_history", "/etc/shadow"])
+    probe = "import os, json; paths = {p: os.path.exists(p) for p in %r}; print(json.dumps(paths))" % [
+        str(secret),
+        str(secret.parent),
+        str(KIT_ROOT / "solutions"),
+        str(KIT_ROOT / "autograder"),
+        "/root/.bash_history",
+        "/etc/shadow",
+    ]
     result = run(probe, alice, mode=mode)
     assert result.status == "ok", result.stderr
     assert "true" not in result.stdout, result.stdout
@@ -79,12 +97,14 @@ def test_hides_solutions_other_students_and_home(mode, classroom):
 
 def test_network_fails(mode, classroom):
     alice, _ = classroom
-    code = ("import socket\n"
-            "for host in ('1.1.1.1', '127.0.0.1'):\n"
-            "    try:\n"
-            "        socket.create_connection((host, 80), timeout=2); print('CONNECTED', host)\n"
-            "    except OSError as e: print('refused', host, e.errno)\n"
-            "print(open('/proc/net/dev').read().count(':'))")
+    code = (
+        "import socket\n"
+        "for host in ('1.1.1.1', '127.0.0.1'):\n"
+        "    try:\n"
+        "        socket.create_connection((host, 80), timeout=2); print('CONNECTED', host)\n"
+        "    except OSError as e: print('refused', host, e.errno)\n"
+        "print(open('/proc/net/dev').read().count(':'))"
+    )
     result = run(code, alice, mode=mode)
     assert result.status == "ok", result.stderr
     assert "CONNECTED" not in result.stdout
@@ -93,13 +113,14 @@ def test_network_fails(mode, classroom):
 
 def test_writes_outside_scratch_fail_and_scratch_comes_back(mode, classroom):
     alice, secret = classroom
-    code = ("import os\n"
-            "for path in (%r, %r, %r):\n"
-            "    try: open(path, 'w').write('x'); print('WROTE', path)\n"
-            "    except OSError as e: print('refused', e.errno)\n"
-            "open('result.json', 'w').write('{}')\n"
-            "os.symlink('/etc/passwd', 'link')"
-            % (str(secret), sys.prefix + "/pwned", str(KIT_ROOT / "pwned")))
+    code = (
+        "import os\n"
+        "for path in (%r, %r, %r):\n"
+        "    try: open(path, 'w').write('x'); print('WROTE', path)\n"
+        "    except OSError as e: print('refused', e.errno)\n"
+        "open('result.json', 'w').write('{}')\n"
+        "os.symlink('/etc/passwd', 'link')" % (str(secret), sys.prefix + "/pwned", str(KIT_ROOT / "pwned"))
+    )
     result = run(code, alice, mode=mode)
     assert result.status == "ok", result.stderr
     # the kit's folder is not there; without root a path under /tmp may be created on the sandbox's own /tmp
@@ -112,11 +133,13 @@ def test_writes_outside_scratch_fail_and_scratch_comes_back(mode, classroom):
 
 def test_namespaces_and_ptrace_are_refused(mode, classroom):
     alice, _ = classroom
-    code = ("import ctypes, subprocess\n"
-            "libc = ctypes.CDLL(None, use_errno=True)\n"
-            "print(libc.unshare(0x10000000), ctypes.get_errno())\n"  # CLONE_NEWUSER
-            "print(subprocess.run(['unshare', '-r', 'true']).returncode)\n"
-            "print(libc.ptrace(0, 0, 0, 0), ctypes.get_errno())")
+    code = (
+        "import ctypes, subprocess\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.unshare(0x10000000), ctypes.get_errno())\n"  # CLONE_NEWUSER
+        "print(subprocess.run(['unshare', '-r', 'true']).returncode)\n"
+        "print(libc.ptrace(0, 0, 0, 0), ctypes.get_errno())"
+    )
     result = run(code, alice, mode=mode)
     assert result.status == "ok", result.stderr
     lines = result.stdout.split("\n")
@@ -127,16 +150,22 @@ HOSTILE = {
     "fork_bomb": ("import os\nwhile True:\n    try: os.fork()\n    except OSError: pass", {"timeout"}),
     "memory_bomb": ("x = []\nwhile True: x.append(bytearray(64 * 2**20))", {"memory_limit"}),
     "huge_allocation": ("x = bytearray(40 * 2**30)", {"memory_limit"}),
-    "ignores_sigint_and_sigterm": ("import signal\nfor s in (signal.SIGINT, signal.SIGTERM):\n"
-                                   "    signal.signal(s, signal.SIG_IGN)\nwhile True: pass", {"timeout"}),
+    "ignores_sigint_and_sigterm": (
+        "import signal\nfor s in (signal.SIGINT, signal.SIGTERM):\n"
+        "    signal.signal(s, signal.SIG_IGN)\nwhile True: pass",
+        {"timeout"},
+    ),
     "os_exit": ("import os\nos._exit(3)", {"crashed"}),
     "huge_file": ("f = open('big', 'wb')\nwhile True: f.write(bytes(2**20))", {"crashed"}),
     "many_files": ("for i in range(10**6): open(f'f{i}', 'wb').write(bytes(4 * 2**20))", {"crashed"}),
     "output_flood": ("import sys\nwhile True: sys.stdout.write('x' * 65536)", {"timeout"}),
     "tmp_flood": ("for i in range(10**6): open(f'/tmp/f{i}', 'wb').write(bytes(4 * 2**20))", {"crashed"}),
     "shm_flood": ("for i in range(10**6): open(f'/dev/shm/f{i}', 'wb').write(bytes(4 * 2**20))", {"crashed"}),
-    "shared_anonymous_memory": ("import mmap\nx = []\nwhile True:\n    m = mmap.mmap(-1, 64 * 2**20)\n"
-                                "    m.write(bytes(64 * 2**20))\n    x.append(m)", {"memory_limit", "crashed"}),
+    "shared_anonymous_memory": (
+        "import mmap\nx = []\nwhile True:\n    m = mmap.mmap(-1, 64 * 2**20)\n"
+        "    m.write(bytes(64 * 2**20))\n    x.append(m)",
+        {"memory_limit", "crashed"},
+    ),
 }
 
 
@@ -162,15 +191,17 @@ def test_the_cpu_limit_is_a_timeout_and_a_self_kill_is_not(mode, classroom):
 
 def test_setsid_daemon_dies_with_the_run(mode, classroom):
     alice, _ = classroom
-    code = ("import ctypes, os, time\n"
-            "if os.fork() == 0:\n"
-            "    os.setsid()\n"
-            "    if os.fork() == 0:\n"
-            "        ctypes.CDLL(None).prctl(15, b'h3daemon', 0, 0, 0)\n"  # PR_SET_NAME: findable in /proc
-            "        while True:\n"
-            "            time.sleep(0.05)\n"
-            "    os._exit(0)\n"
-            "time.sleep(0.3)\nprint('parent done')")
+    code = (
+        "import ctypes, os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        ctypes.CDLL(None).prctl(15, b'h3daemon', 0, 0, 0)\n"  # PR_SET_NAME: findable in /proc
+        "        while True:\n"
+        "            time.sleep(0.05)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.3)\nprint('parent done')"
+    )
     result = run(code, alice, mode=mode)
     assert result.status == "ok" and "parent done" in result.stdout
     assert not processes_named("h3daemon"), "a daemon survived the run"
@@ -198,10 +229,13 @@ def test_every_run_gets_its_own_whole_seccomp_program(tmp_path):
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert set(pool.map(read_one, range(16))) == {program}
-    compile_in_a_fresh_process = ("import os; from autograder import sandbox; "
-                                  "os.close(sandbox.open_seccomp_program())")
-    subprocess.run([sys.executable, "-c", compile_in_a_fresh_process], cwd=KIT_ROOT, check=True,
-                   env={**os.environ, "TMPDIR": str(tmp_path)})
+    compile_in_a_fresh_process = "import os; from autograder import sandbox; os.close(sandbox.open_seccomp_program())"
+    subprocess.run(
+        [sys.executable, "-c", compile_in_a_fresh_process],
+        cwd=KIT_ROOT,
+        check=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
     assert not list(tmp_path.rglob("*")), "the program lives in memory, not in a shared file"
 
 
@@ -289,8 +323,9 @@ def test_a_run_finds_nothing_the_previous_run_in_its_slot_left(mode, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()
-    baseline, left, found = runs_in_one_slot([(FIND_LEFTOVERS, second), (LEAVE_BEHIND, first),
-                                              (FIND_LEFTOVERS, second)], mode)
+    baseline, left, found = runs_in_one_slot(
+        [(FIND_LEFTOVERS, second), (LEAVE_BEHIND, first), (FIND_LEFTOVERS, second)], mode
+    )
     assert left.status == "ok", left.stderr[-500:]
     made = json.loads(left.stdout)
     assert {made[kind] for kind in ("sysv_shm", "sysv_sem", "sysv_msg", "posix_mq", "mount")} == {-1}, made
@@ -319,13 +354,15 @@ def test_the_next_run_in_a_slot_is_not_charged_for_what_the_previous_one_held(mo
     """A run that leaves a daemon and shared memory holding most of the memory limit: the next run in the
     same slot can still allocate most of its limit (the warm runner's slot shares one memory cgroup)."""
     held = QUICK.memory_bytes * 7 // 8
-    hog, after = runs_in_one_slot([(HOLD_MEMORY % (held, held), tmp_path),
-                                   (f"x = bytearray({held}); print(len(x))", tmp_path)], mode)
+    hog, after = runs_in_one_slot(
+        [(HOLD_MEMORY % (held, held), tmp_path), (f"x = bytearray({held}); print(len(x))", tmp_path)], mode
+    )
     assert hog.status == "ok", hog.stderr[-500:]
     assert after.status == "ok", (after.status, after.stderr[-500:])
 
 
 # ----------------------------------------------------------------------------- the grader's own state
+
 
 @pytest.fixture()
 def state(tmp_path, monkeypatch):
@@ -398,7 +435,6 @@ def test_a_state_folder_of_another_user_is_refused(state, tmp_path, monkeypatch)
         run("print('unreachable')", tmp_path / "work")
 
 
-
 # ----------------------------------------------------------------------------- limits with and without cgroups
 
 FILL = """
@@ -436,8 +472,12 @@ def test_the_graders_own_processes_do_not_count_against_the_run(mode, classroom)
     alice, _ = classroom
     idle = [subprocess.Popen(["sleep", "60"]) for _ in range(QUICK.max_processes + 8)]
     try:
-        result = run("import subprocess\nkids = [subprocess.Popen(['sleep', '1']) for _ in range(%d)]\n"
-                     "print(sum(kid.wait() == 0 for kid in kids))" % (QUICK.max_processes // 2), alice, mode=mode)
+        result = run(
+            "import subprocess\nkids = [subprocess.Popen(['sleep', '1']) for _ in range(%d)]\n"
+            "print(sum(kid.wait() == 0 for kid in kids))" % (QUICK.max_processes // 2),
+            alice,
+            mode=mode,
+        )
     finally:
         for process in idle:
             process.kill()
@@ -448,8 +488,10 @@ def test_the_graders_own_processes_do_not_count_against_the_run(mode, classroom)
 def test_a_cuda_sized_address_space_reservation_is_not_a_memory_use(mode, classroom):
     """CUDA builds of torch reserve GiBs of PROT_NONE address space at import: that must not count."""
     alice, _ = classroom
-    code = ("import mmap\nreserved = mmap.mmap(-1, 8 * 2**30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,"
-            " prot=0)\nprint('reserved')")
+    code = (
+        "import mmap\nreserved = mmap.mmap(-1, 8 * 2**30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,"
+        " prot=0)\nprint('reserved')"
+    )
     result = run(code, alice, mode=mode)
     assert result.status == "ok" and result.stdout.strip() == "reserved", result.stderr[-500:]
 
@@ -485,9 +527,11 @@ def test_cgroups_can_be_forced_off(monkeypatch, classroom):
     close_warm_runners()
     monkeypatch.setenv(CGROUPS_ENV, "0")
     assert "RLIMIT_DATA" in enforcement()["memory"]["mechanism"]
-    code = ("import os, resource\nprint(len(os.sched_getaffinity(0)), resource.getrlimit(resource.RLIMIT_DATA)[0])\n"
-            "try: os.sched_setaffinity(0, range(os.cpu_count())); print('widened')\n"
-            "except OSError: print('refused')")
+    code = (
+        "import os, resource\nprint(len(os.sched_getaffinity(0)), resource.getrlimit(resource.RLIMIT_DATA)[0])\n"
+        "try: os.sched_setaffinity(0, range(os.cpu_count())); print('widened')\n"
+        "except OSError: print('refused')"
+    )
     result = run(code, alice)
     assert result.status == "ok", result.stderr[-500:]
     cores, data, widened = result.stdout.split()

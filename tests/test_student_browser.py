@@ -4,6 +4,7 @@
 nbgrader's instructor tools (menu, create assignment, formgrader, validate) must not be there.
 Needs Debian's Chromium and the ``playwright`` package; skipped without them.
 """
+
 import os
 import shutil
 import socket
@@ -15,15 +16,21 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import KIT_ROOT
 from test_notebooks import FIRST_UNWRITTEN, write_this
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TOKEN = "student-browser-test"
 #: Seconds to wait for JupyterLab to start, and for one notebook's Run All to stop.
 STARTUP_SECONDS, RUN_ALL_SECONDS = 180, 300
@@ -66,8 +73,17 @@ def student_lab(tmp_path_factory, tiny_data):
         "OMP_NUM_THREADS": "1",
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
-    command = [sys.executable, "-m", "jupyter", "lab", "notebooks/", "--no-browser", f"--port={port}",
-               "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={TOKEN}"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "notebooks/",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={TOKEN}",
+    ]
     if os.geteuid() == 0:
         command.append("--allow-root")
     log = open(kit / "jupyterlab.log", "wb")
@@ -111,8 +127,9 @@ def menu_labels(page):
 
 
 @pytest.mark.parametrize("name", sorted(FIRST_UNWRITTEN))
-def test_run_all_on_an_untouched_notebook_ends_with_the_one_line_that_names_the_function(student_lab, browser,
-                                                                                         name, tmp_path):
+def test_run_all_on_an_untouched_notebook_ends_with_the_one_line_that_names_the_function(
+    student_lab, browser, name, tmp_path
+):
     page = open_notebook(browser, student_lab, name)
     try:
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()

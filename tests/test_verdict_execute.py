@@ -8,6 +8,7 @@ and the feedback's input is that notebook and that gradebook. A grading notebook
 cell that is not exactly a kit grade cell is never evaluated in nbgrader's process.
 ``QuickCheckCellMetadata`` accepts and rejects the same notebooks as nbgrader's ``CheckCellMetadata``.
 """
+
 import os
 import shutil
 import subprocess
@@ -29,15 +30,24 @@ LIMITS = Limits(wall_seconds=120, cpu_seconds=30, memory_bytes=3 * 2**30)
 
 
 def environment(verdicts):
-    return dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}",
-                HANDIN3_KIT=str(KIT_ROOT), HANDIN3_VERDICTS=str(verdicts), HANDIN3_SANDBOX="1",
-                HANDIN3_CELL_JUDGES="0")
+    return dict(
+        os.environ,
+        PATH=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}",
+        HANDIN3_KIT=str(KIT_ROOT),
+        HANDIN3_VERDICTS=str(verdicts),
+        HANDIN3_SANDBOX="1",
+        HANDIN3_CELL_JUDGES="0",
+    )
 
 
 def autograde(course, verdicts, *options):
-    done = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT,
-                           f"--CourseDirectory.root={course}", *options],
-                          cwd=course, env=environment(verdicts), capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, f"--CourseDirectory.root={course}", *options],
+        cwd=course,
+        env=environment(verdicts),
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stderr
 
@@ -51,8 +61,13 @@ def courses(tmp_path_factory):
     for name in STUDENTS:
         folder = write_assignment(BY_NAME[name], release_dir(course), course / "submitted" / name / ASSIGNMENT)
         shutil.copyfile(release_dir(course) / "grading.ipynb", folder / "grading.ipynb")
-    judge_submissions([course / "submitted" / name / ASSIGNMENT / "handin" for name in STUDENTS],
-                      workers=2, sandbox=True, limits=LIMITS, cache_dir=verdicts)
+    judge_submissions(
+        [course / "submitted" / name / ASSIGNMENT / "handin" for name in STUDENTS],
+        workers=2,
+        sandbox=True,
+        limits=LIMITS,
+        cache_dir=verdicts,
+    )
     in_process = root / "in_process"
     shutil.copytree(course, in_process)
     assert IN_PROCESS_LOG not in autograde(course, verdicts, "--VerdictExecute.in_process=False")
@@ -65,16 +80,21 @@ def grades(course):
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course}/gradebook.db") as gradebook:
-        return {(student, grade.name): (grade.auto_score, grade.max_score)
-                for student in STUDENTS
-                for grade in gradebook.find_submission_notebook("grading", ASSIGNMENT, student).grades}
+        return {
+            (student, grade.name): (grade.auto_score, grade.max_score)
+            for student in STUDENTS
+            for grade in gradebook.find_submission_notebook("grading", ASSIGNMENT, student).grades
+        }
 
 
 def executed_cells(course, student):
     """What executing the grading notebook wrote: per code cell its outputs and execution count."""
     notebook = nbformat.read(course / "autograded" / student / ASSIGNMENT / "grading.ipynb", as_version=4)
-    cells = [(cell.id, cell.execution_count, cell.outputs, sorted(cell.metadata.get("execution", {})))
-             for cell in notebook.cells if cell.cell_type == "code"]
+    cells = [
+        (cell.id, cell.execution_count, cell.outputs, sorted(cell.metadata.get("execution", {})))
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+    ]
     return cells, notebook.metadata.get("language_info")
 
 
@@ -125,13 +145,18 @@ def test_an_unknown_cell_runs_in_a_kernel_not_in_process(courses, monkeypatch):
 
 def metadata_variants():
     """The kit's grading notebook as is, and with nbgrader metadata broken in three ways."""
+
     def broken(change):
         notebook = grading_notebook()
         change(notebook.cells[1].metadata["nbgrader"])
         return notebook
-    return {"valid": grading_notebook(), "points not a number": broken(lambda m: m.update(points="many")),
-            "old schema": broken(lambda m: m.update(schema_version=1)),
-            "grade cell without points": broken(lambda m: m.pop("points"))}
+
+    return {
+        "valid": grading_notebook(),
+        "points not a number": broken(lambda m: m.update(points="many")),
+        "old schema": broken(lambda m: m.update(schema_version=1)),
+        "grade cell without points": broken(lambda m: m.pop("points")),
+    }
 
 
 @pytest.mark.parametrize("variant", list(metadata_variants()))

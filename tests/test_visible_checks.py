@@ -1,9 +1,9 @@
 """The visible self-checks: solutions pass, untouched stubs say "not implemented", bugs get a precise message."""
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import KIT_ROOT
 from packages import load_package
 
@@ -16,6 +16,7 @@ def solution():
     """The solutions package, loaded as ``handin_solutions``."""
     package = load_package(SOLUTIONS, "handin_solutions")
     from handin_solutions import augmentations, blending, checks, network, utils  # noqa: F401
+
     return package
 
 
@@ -26,6 +27,7 @@ def stubs():
         pytest.fail(f"{RELEASE} has no generated release; run `make release`")
     package = load_package(RELEASE, "handin_release")
     from handin_release import checks  # noqa: F401
+
     return package
 
 
@@ -47,17 +49,19 @@ def test_checks_are_deterministic_and_leave_global_random_state_alone(solution):
     assert np.random.rand() == expected_numpy and torch.equal(torch.rand(1), expected_torch)
 
 
-@pytest.mark.parametrize("check, function, file_name", [
-    ("collage", "collage", "augmentations.py"),
-    ("mixup", "mixup", "augmentations.py"),
-    ("cross_entropy", "cross_entropy", "utils.py"),
-    ("network", "apply_convs", "network.py"),
-])
+@pytest.mark.parametrize(
+    "check, function, file_name",
+    [
+        ("collage", "collage", "augmentations.py"),
+        ("mixup", "mixup", "augmentations.py"),
+        ("cross_entropy", "cross_entropy", "utils.py"),
+        ("network", "apply_convs", "network.py"),
+    ],
+)
 def test_untouched_stubs_fail_with_a_not_implemented_message(stubs, check, function, file_name):
     with pytest.raises(stubs.checks.NotImplementedYet) as error:
         stubs.checks.CHECKS[check]()
-    assert str(error.value) == (f"{function} is not implemented yet: fill in the YOUR CODE block in "
-                                f"handin/{file_name}")
+    assert str(error.value) == (f"{function} is not implemented yet: fill in the YOUR CODE block in handin/{file_name}")
 
 
 def test_training_check_on_stubs_names_the_missing_modules(stubs, capsys):
@@ -69,6 +73,7 @@ def test_training_check_on_stubs_names_the_missing_modules(stubs, capsys):
 
 
 # Buggy implementations a student might write, each with the message its check must give.
+
 
 def collage_swapped(batch_i, batch_j):
     half = batch_i.shape[-1] // 2
@@ -141,25 +146,56 @@ def finetune_weight_only(self):
     return [self.generalizer.weight]
 
 
-@pytest.mark.parametrize("owner, name, buggy, check, message", [
-    ("augmentations", "collage", collage_swapped, "collage", "the top-left quarter should come from batch_j"),
-    ("augmentations", "collage", collage_quarter_weight, "collage", "interpolation should be 0.5"),
-    ("augmentations", "collage", collage_in_place, "collage", "collage modified batch_i in place"),
-    ("augmentations", "collage", collage_without_weight, "collage", "should return a pair (result, interpolation)"),
-    ("augmentations", "mixup", mixup_fixed_weight, "mixup", "interpolation should be drawn from Beta(alpha, alpha)"),
-    ("augmentations", "mixup", mixup_swapped, "mixup", "result should be interpolation * batch_i + (1 - interpolation)"),
-    ("utils", "cross_entropy", cross_entropy_sum, "cross_entropy", "did you sum over the batch"),
-    ("utils", "cross_entropy", cross_entropy_of_probabilities, "cross_entropy", "should equal F.nll_loss for one-hot"),
-    ("utils", "cross_entropy", cross_entropy_detached, "cross_entropy", "must stay differentiable"),
-    ("network.Net", "apply_convs", apply_convs_without_relu, "network", "should end with a relu"),
-    ("network.Net", "forward", forward_logits, "network", "forward should return log-probabilities"),
-    ("network.Net", "forward", forward_wrong_head, "network", "forward should return [B, 10]"),
-    ("network.Net", "generalize", generalize_wrong_head, "network", "generalize should return [B, 27]"),
-    ("network.Net", "finetune_parameters", finetune_everything, "network",
-     "finetune_parameters() must return only the generalizer's parameters"),
-    ("network.Net", "finetune_parameters", finetune_weight_only, "network",
-     "must return all of the generalizer's parameters; missing ['bias']"),
-])
+@pytest.mark.parametrize(
+    "owner, name, buggy, check, message",
+    [
+        ("augmentations", "collage", collage_swapped, "collage", "the top-left quarter should come from batch_j"),
+        ("augmentations", "collage", collage_quarter_weight, "collage", "interpolation should be 0.5"),
+        ("augmentations", "collage", collage_in_place, "collage", "collage modified batch_i in place"),
+        ("augmentations", "collage", collage_without_weight, "collage", "should return a pair (result, interpolation)"),
+        (
+            "augmentations",
+            "mixup",
+            mixup_fixed_weight,
+            "mixup",
+            "interpolation should be drawn from Beta(alpha, alpha)",
+        ),
+        (
+            "augmentations",
+            "mixup",
+            mixup_swapped,
+            "mixup",
+            "result should be interpolation * batch_i + (1 - interpolation)",
+        ),
+        ("utils", "cross_entropy", cross_entropy_sum, "cross_entropy", "did you sum over the batch"),
+        (
+            "utils",
+            "cross_entropy",
+            cross_entropy_of_probabilities,
+            "cross_entropy",
+            "should equal F.nll_loss for one-hot",
+        ),
+        ("utils", "cross_entropy", cross_entropy_detached, "cross_entropy", "must stay differentiable"),
+        ("network.Net", "apply_convs", apply_convs_without_relu, "network", "should end with a relu"),
+        ("network.Net", "forward", forward_logits, "network", "forward should return log-probabilities"),
+        ("network.Net", "forward", forward_wrong_head, "network", "forward should return [B, 10]"),
+        ("network.Net", "generalize", generalize_wrong_head, "network", "generalize should return [B, 27]"),
+        (
+            "network.Net",
+            "finetune_parameters",
+            finetune_everything,
+            "network",
+            "finetune_parameters() must return only the generalizer's parameters",
+        ),
+        (
+            "network.Net",
+            "finetune_parameters",
+            finetune_weight_only,
+            "network",
+            "must return all of the generalizer's parameters; missing ['bias']",
+        ),
+    ],
+)
 def test_a_bug_gets_a_message_that_says_what_is_wrong(solution, monkeypatch, owner, name, buggy, check, message):
     target = solution
     for attribute in owner.split("."):
@@ -180,8 +216,13 @@ def test_training_check_fails_when_the_loss_is_maximized(solution, monkeypatch):
 # The autograder's test submissions (tests/submissions): correct variants must pass the visible
 # checks, and the visible checks should catch nearly every realistic bug.
 
-CHECK_OF_PART = {"collage": "collage", "mixup": "mixup", "cross_entropy": "cross_entropy",
-                 "network": "network", "frozen_finetuning": "network"}
+CHECK_OF_PART = {
+    "collage": "collage",
+    "mixup": "mixup",
+    "cross_entropy": "cross_entropy",
+    "network": "network",
+    "frozen_finetuning": "network",
+}
 
 
 def _submission_checks(submission, tmp_path):
@@ -201,6 +242,7 @@ def _submission_checks(submission, tmp_path):
 
 def _variants():
     import submissions
+
     return submissions.VARIANTS
 
 
@@ -232,6 +274,7 @@ def test_visible_checks_catch_nearly_every_realistic_bug(tmp_path):
 
 def test_augment_hands_copies_to_the_augmentation(solution):
     """A student augmentation that overwrites its inputs changes neither the batch nor the later pairs."""
+
     def vandal(batch_i, batch_j):
         blended = batch_i.copy()
         batch_i[...] = -1.0

@@ -12,9 +12,11 @@ kernel can import :mod:`.cache` and :mod:`.points` cheaply.
 
 def judge_submission(handin_dir, **options):
     from .core import judge_submission as judge
+
     return judge(handin_dir, **options)
 
 
 def judge_submissions(handin_dirs, **options):
     from .core import judge_submissions as judge_many
+
     return judge_many(handin_dirs, **options)

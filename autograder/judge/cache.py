@@ -10,6 +10,7 @@ written once (mode 0600) as ``<cache dir>/secret`` by the first judge that uses 
 folder. Grading is deterministic for a given secret; students, who only ever see
 the kit's source, cannot compute the hidden inputs in advance.
 """
+
 import hashlib
 import json
 import os
@@ -31,8 +32,17 @@ class SubmissionError(ValueError):
 
 
 #: The judge's files that decide a verdict; editing any of them invalidates cached verdicts.
-VERDICT_SOURCES = ("cache.py", "checks.py", "core.py", "digits.py", "hidden.py", "pictures.py", "points.py",
-                   "reference.py", "runner.py")
+VERDICT_SOURCES = (
+    "cache.py",
+    "checks.py",
+    "core.py",
+    "digits.py",
+    "hidden.py",
+    "pictures.py",
+    "points.py",
+    "reference.py",
+    "runner.py",
+)
 #: The kit's provided modules that the child runs (the kit's own finetuning, which blends its
 #: batches with the kit's ``blending.augment``); the others (plotting, checks, engine...) are
 #: copied too but cannot change a verdict.
@@ -42,6 +52,7 @@ PROVIDED_SOURCES = ("__init__.py", "blending.py", "training.py")
 def judge_version():
     """sha256 of the judge's verdict-deciding files (:data:`VERDICT_SOURCES`, :data:`PROVIDED_SOURCES`)."""
     from .. import KIT_ROOT
+
     provided = [KIT_ROOT / "solutions" / "handin" / name for name in PROVIDED_SOURCES]
     digest = hashlib.sha256()
     for path in [JUDGE_DIR / name for name in VERDICT_SOURCES] + provided:
@@ -110,13 +121,17 @@ def _seed_from_secret(path):
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as error:
-        raise OSError(f"the course secret {path} cannot be read ({error.strerror}); delete it to make a new one "
-                      "(cached verdicts are then judged again)") from None
+        raise OSError(
+            f"the course secret {path} cannot be read ({error.strerror}); delete it to make a new one "
+            "(cached verdicts are then judged again)"
+        ) from None
     with os.fdopen(descriptor) as handle:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o077 or info.st_uid != os.geteuid():
-            raise OSError(f"the course secret {path} must be a regular file of this user with mode 0600; "
-                          f"fix it with chmod 600 {path}, or delete it to make a new one")
+            raise OSError(
+                f"the course secret {path} must be a regular file of this user with mode 0600; "
+                f"fix it with chmod 600 {path}, or delete it to make a new one"
+            )
         text = handle.read(4 * SECRET_BYTES).strip()
     if len(text) < SECRET_BYTES:
         raise OSError(f"the course secret {path} is too short; delete it to make a new one")
@@ -140,6 +155,7 @@ def verdict_key(handin_dir, seed=None, cache_dir=None):
 def verdicts_dir():
     """Where verdicts are cached: ``$HANDIN3_VERDICTS``, else ``build/verdicts`` in the kit."""
     from .. import KIT_ROOT
+
     return Path(os.environ.get(VERDICTS_ENV) or KIT_ROOT / "build" / "verdicts")
 
 

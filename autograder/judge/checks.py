@@ -14,6 +14,7 @@ Checks that a trivial answer could pass (the returned interpolation, the dtype, 
 inputs left alone, the heads) count only for calls whose result is verifiably made
 from the inputs, so made-up outputs earn nothing.
 """
+
 import math
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 from . import reference
 from .points import POINTS
+
 
 def shape_text(shape):
     return "×".join(str(size) for size in shape)
@@ -49,8 +51,12 @@ class Failures(dict):
 def quarter_slices(half):
     """``(name, index, source)`` of the four quarters of an image with side ``2 * half``."""
     low, high = slice(None, half), slice(half, None)
-    return (("top-left", np.s_[:, low, low], "batch_j"), ("top-right", np.s_[:, low, high], "batch_i"),
-            ("bottom-left", np.s_[:, high, low], "batch_i"), ("bottom-right", np.s_[:, high, high], "batch_j"))
+    return (
+        ("top-left", np.s_[:, low, low], "batch_j"),
+        ("top-right", np.s_[:, low, high], "batch_i"),
+        ("bottom-left", np.s_[:, high, low], "batch_i"),
+        ("bottom-right", np.s_[:, high, high], "batch_j"),
+    )
 
 
 def blend_calls(plan, outputs, notes, failures, name):
@@ -71,8 +77,9 @@ def check_unmodified(key, inputs, outputs, failures, name):
     for side in ("i", "j"):
         after, before = outputs.get(f"{key}_{side}_after"), inputs[f"{key}_{side}"]
         if after is None or after.shape != before.shape or not np.array_equal(after, before):
-            failures.add("inputs_unmodified",
-                         f"{name} modified batch_{side} (a {shape_text(before.shape)} image) in place")
+            failures.add(
+                "inputs_unmodified", f"{name} modified batch_{side} (a {shape_text(before.shape)} image) in place"
+            )
 
 
 # --------------------------------------------------------------------------- collage
@@ -122,12 +129,16 @@ def beta_failures(alpha, weights, reference_sample):
     expected_variance = 1 / (4 * (2 * alpha + 1))
     mean, variance = weights.mean(), weights.var()
     if abs(mean - 0.5) > 5 * math.sqrt(expected_variance / n) or abs(variance / expected_variance - 1) > 0.25:
-        return [f"with alpha = {alpha:g} the returned weights have mean {mean:.3f} and variance {variance:.3f}; "
-                f"Beta({alpha:g}, {alpha:g}) has mean 0.5 and variance {expected_variance:.3f}"]
+        return [
+            f"with alpha = {alpha:g} the returned weights have mean {mean:.3f} and variance {variance:.3f}; "
+            f"Beta({alpha:g}, {alpha:g}) has mean 0.5 and variance {expected_variance:.3f}"
+        ]
     # Two-sample Kolmogorov-Smirnov distance to the judge's own Beta sample (critical value for p = 0.001).
     grid = np.sort(np.concatenate([weights, reference_sample]))
-    distance = np.abs(np.searchsorted(np.sort(weights), grid, side="right") / n
-                      - np.searchsorted(np.sort(reference_sample), grid, side="right") / len(reference_sample)).max()
+    distance = np.abs(
+        np.searchsorted(np.sort(weights), grid, side="right") / n
+        - np.searchsorted(np.sort(reference_sample), grid, side="right") / len(reference_sample)
+    ).max()
     if distance > 1.95 * math.sqrt((n + len(reference_sample)) / (n * len(reference_sample))):
         return [f"with alpha = {alpha:g} the returned weights are not distributed like Beta({alpha:g}, {alpha:g})"]
     return []
@@ -148,8 +159,11 @@ def check_mixup(inputs, plan, outputs, notes):
             check_unmodified(key, inputs, outputs, failures, "mixup")
             continue
         else:
-            failures.add("blend", f"for a {shape_text(batch_i.shape)} image the result is not "
-                                  "w * batch_i + (1 - w) * batch_j for the returned weight w")
+            failures.add(
+                "blend",
+                f"for a {shape_text(batch_i.shape)} image the result is not "
+                "w * batch_i + (1 - w) * batch_j for the returned weight w",
+            )
         failures.add("inputs_unmodified", "counts once mixup returns a blend of batch_i and batch_j")
     rng = np.random.default_rng(12345)
     for draw in plan["draws"]:
@@ -203,12 +217,18 @@ def check_cross_entropy(inputs, plan, outputs, notes):
     for wrong_input, raised in notes.get("raised", {}).items():
         if raised != "ValueError":
             what = "a numpy array as pred" if wrong_input == "numpy_pred" else "a list as target"
-            failures.add("value_error", f"cross_entropy({what}) should raise ValueError; "
-                                        f"it {'returned normally' if raised is None else 'raised ' + raised}")
+            failures.add(
+                "value_error",
+                f"cross_entropy({what}) should raise ValueError; "
+                f"it {'returned normally' if raised is None else 'raised ' + raised}",
+            )
     if not computed_correctly:
         first_error = next(iter(notes.get("errors", {}).values()), None)
-        failures.add("value_error", "this counts once cross_entropy computes a correct loss for tensors"
-                                    + (f"; it raised {first_error}" if first_error else ""))
+        failures.add(
+            "value_error",
+            "this counts once cross_entropy computes a correct loss for tensors"
+            + (f"; it raised {first_error}" if first_error else ""),
+        )
     return failures
 
 
@@ -240,8 +260,9 @@ def heads_used(output, features, state, prefix):
         if output.shape != scores.shape:
             continue
         shift = output - scores
-        if np.all(np.isfinite(shift)) and np.abs(shift - shift.mean(axis=1, keepdims=True)).max() \
-                <= 1e-4 * (1 + np.abs(scores).max()):
+        if np.all(np.isfinite(shift)) and np.abs(shift - shift.mean(axis=1, keepdims=True)).max() <= 1e-4 * (
+            1 + np.abs(scores).max()
+        ):
             used.append(head)
     return used
 
@@ -261,12 +282,16 @@ def check_network_config(config, inputs, outputs, notes, failures):
     for output, shape in shapes.items():
         got = outputs[f"{key}_{output}"]
         if got.shape != shape:
-            failures.add("shapes", f"{label}.{methods[output]} returns shape {shape_text(got.shape)}, "
-                                   f"expected {shape_text(shape)}")
+            failures.add(
+                "shapes",
+                f"{label}.{methods[output]} returns shape {shape_text(got.shape)}, expected {shape_text(shape)}",
+            )
             failures.add("reference", f"{label}.{methods[output]} has the wrong shape")
         elif not close(got, expected[output], rtol=1e-4, atol=1e-4):
-            failures.add("reference", f"{label}.{methods[output]} differs from the reference computation "
-                                      "with the same weights in eval mode")
+            failures.add(
+                "reference",
+                f"{label}.{methods[output]} differs from the reference computation with the same weights in eval mode",
+            )
     features = outputs[f"{key}_features"]
     if features.shape != shapes["features"] or not np.ptp(features, axis=0).max() > 1e-6:
         for check in ("shapes", "eval_deterministic", "heads"):
@@ -278,9 +303,13 @@ def check_network_config(config, inputs, outputs, notes, failures):
         computed = computed or bool(used)
         if used != [head]:
             wrong = [other for other in used if other != head]
-            failures.add("heads", f"{method} uses self.{wrong[0]}; it should use self.{head}" if wrong else
-                         f"{label}.{method} is not self.{head} applied to the features of apply_convs "
-                         "(then log_softmax) in eval mode")
+            failures.add(
+                "heads",
+                f"{method} uses self.{wrong[0]}; it should use self.{head}"
+                if wrong
+                else f"{label}.{method} is not self.{head} applied to the features of apply_convs "
+                "(then log_softmax) in eval mode",
+            )
     if not computed:
         gated = "counts once forward or generalize computes its head from the features of apply_convs"
         failures.add("shapes", gated)
@@ -291,8 +320,11 @@ def check_network_config(config, inputs, outputs, notes, failures):
         if got.shape == shapes[method] and (message := log_probability_failure(f"{label}.{method}", got)):
             failures.add("shapes", message)
         if not np.array_equal(got, outputs[f"{key}_{method}_again"]):
-            failures.add("eval_deterministic", f"{label}.{method} gives different outputs in eval mode: "
-                                               "use dropout only through self.conv2_drop (or not at all)")
+            failures.add(
+                "eval_deterministic",
+                f"{label}.{method} gives different outputs in eval mode: "
+                "use dropout only through self.conv2_drop (or not at all)",
+            )
 
 
 def check_network(inputs, plan, outputs, notes):
@@ -311,11 +343,17 @@ def check_network(inputs, plan, outputs, notes):
         return failures
     frozen = [name for name in FORWARD_PATH if np.array_equal(learned[f"learned.{name}"], inputs[f"learn.{name}"])]
     if frozen:
-        failures.add("learns", f"training Net{sizes} through forward left {', '.join(frozen)} unchanged: no "
-                               "gradient reaches them (are the features detached, or computed without them?)")
+        failures.add(
+            "learns",
+            f"training Net{sizes} through forward left {', '.join(frozen)} unchanged: no "
+            "gradient reaches them (are the features detached, or computed without them?)",
+        )
     elif after < 0.9 or after <= before:
-        failures.add("learns", f"after {learn['steps']} SGD steps through forward, Net{sizes} classifies "
-                               f"{after:.0%} of a tiny separable training set (needs 90%)")
+        failures.add(
+            "learns",
+            f"after {learn['steps']} SGD steps through forward, Net{sizes} classifies "
+            f"{after:.0%} of a tiny separable training set (needs 90%)",
+        )
     return failures
 
 
@@ -332,15 +370,21 @@ def returned_parameters(weights, plan, outputs, notes):
     equal to one of them is that parameter. None if the call raised.
     """
     count = notes.get("returned")
-    if notes.get("errors", {}).get("parameters") or not isinstance(count, int) or isinstance(count, bool) \
-            or count < 0:
+    if notes.get("errors", {}).get("parameters") or not isinstance(count, int) or isinstance(count, bool) or count < 0:
         return None
     count, names = min(count, plan["max_returned"] + 1), []
     for index in range(min(count, plan["max_returned"])):
         value = outputs.get(f"returned_{index}")
-        names.append(next((name for name, weight in weights.items()
-                           if value is not None and value.shape == weight.shape and np.array_equal(value, weight)),
-                          NOT_A_PARAMETER))
+        names.append(
+            next(
+                (
+                    name
+                    for name, weight in weights.items()
+                    if value is not None and value.shape == weight.shape and np.array_equal(value, weight)
+                ),
+                NOT_A_PARAMETER,
+            )
+        )
     return names + [NOT_A_PARAMETER] * (count - len(names))
 
 
@@ -369,7 +413,7 @@ def check_frozen_finetuning(inputs, plan, outputs, notes):
     """
     failures = Failures("frozen_finetuning")
     errors = notes.get("errors", {})
-    weights = {name[len("net."):]: value for name, value in inputs.items() if name.startswith("net.")}
+    weights = {name[len("net.") :]: value for name, value in inputs.items() if name.startswith("net.")}
     names = returned_parameters(weights, plan, outputs, notes)
     check_returned(names, errors, failures)
     after = {name: outputs.get(f"after.{name}") for name in weights}
@@ -387,13 +431,16 @@ def check_frozen_finetuning(inputs, plan, outputs, notes):
     # the weights that came back must agree with it, or something else changed them.
     outside = [name for name in dict.fromkeys(names) if name in weights and name not in FINETUNED]
     if outside:
-        failures.add("frozen", "finetuning would change " + ", ".join(outside[:6]) + "; only the generalizer may "
-                               "change")
+        failures.add(
+            "frozen", "finetuning would change " + ", ".join(outside[:6]) + "; only the generalizer may change"
+        )
     changed = [name for name in weights if not np.array_equal(after[name], weights[name])]
     unexplained = [name for name in changed if name not in names]
     if unexplained:
-        message = (f"finetuning changed {', '.join(unexplained)}, which finetune_parameters() does not return "
-                   "(does generalize modify weights?)")
+        message = (
+            f"finetuning changed {', '.join(unexplained)}, which finetune_parameters() does not return "
+            "(does generalize modify weights?)"
+        )
         failures.add("frozen", message)
         failures.add("improves", message)
         return failures
@@ -402,16 +449,24 @@ def check_frozen_finetuning(inputs, plan, outputs, notes):
     sizes, labels = tuple(plan["sizes"]), inputs["y"]
     accuracy_before = reference.accuracy(inputs, "net", sizes, inputs["x"], labels, head="generalize")
     try:
-        accuracy_after = reference.accuracy({f"after.{n}": v for n, v in after.items()}, "after", sizes,
-                                            inputs["x"], labels, head="generalize")
+        accuracy_after = reference.accuracy(
+            {f"after.{n}": v for n, v in after.items()}, "after", sizes, inputs["x"], labels, head="generalize"
+        )
     except (RuntimeError, ValueError):
         failures.add("improves", "the finetuned weights have the wrong shapes")
         return failures
     if not accuracy_after > accuracy_before:
-        failures.add("improves", f"finetuning did not improve the accuracy ({accuracy_before:.0%} before, "
-                                 f"{accuracy_after:.0%} after)")
+        failures.add(
+            "improves",
+            f"finetuning did not improve the accuracy ({accuracy_before:.0%} before, {accuracy_after:.0%} after)",
+        )
     return failures
 
 
-CHECKS = {"collage": check_collage, "mixup": check_mixup, "cross_entropy": check_cross_entropy,
-          "network": check_network, "frozen_finetuning": check_frozen_finetuning}
+CHECKS = {
+    "collage": check_collage,
+    "mixup": check_mixup,
+    "cross_entropy": check_cross_entropy,
+    "network": check_network,
+    "frozen_finetuning": check_frozen_finetuning,
+}

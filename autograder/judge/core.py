@@ -21,6 +21,7 @@ the status ``not_implemented`` and a reason naming the function and file to writ
 :func:`judge_submission` and :func:`judge_submissions`: it is the grader's fault, so it
 never becomes a student's status and nothing is cached.
 """
+
 import json
 import secrets
 import shutil
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import KIT_ROOT, STUDENT_MODULES
-from ..sandbox import Limits, SandboxFault, run_isolated
+from ..sandbox import Limits, run_isolated
 from . import cache, checks, hidden
 from .pictures import picture_arrays
 from .points import PARTS, POINTS, part_max
@@ -47,7 +48,7 @@ DEFAULT_LIMITS = Limits(wall_seconds=120, cpu_seconds=60, memory_bytes=3 * 2**30
 
 REASONS = {
     "crashed": "the process running your code ended (exit code {code}) during this part, "
-               "e.g. sys.exit, os._exit or a crash in your module",
+    "e.g. sys.exit, os._exit or a crash in your module",
     "timeout": "your code was stopped at the time limit ({seconds:g} s of CPU time) or killed: an endless loop?",
     "memory_limit": "your code used more memory than allowed",
     "missing": "handin/{module} is missing from the submission",
@@ -56,16 +57,31 @@ REASONS = {
     "import_error": "importing your module failed: {error}",
     "not_implemented": "write `{function}` in handin/{module}",
 }
-MODULES_OF_PART = {"collage": ("augmentations.py",), "mixup": ("augmentations.py",),
-                   "cross_entropy": ("utils.py",), "network": ("network.py",),
-                   "frozen_finetuning": ("network.py", "augmentations.py", "utils.py")}
+MODULES_OF_PART = {
+    "collage": ("augmentations.py",),
+    "mixup": ("augmentations.py",),
+    "cross_entropy": ("utils.py",),
+    "network": ("network.py",),
+    "frozen_finetuning": ("network.py", "augmentations.py", "utils.py"),
+}
 #: The functions students write, by module; a part names the first one that is still a stub.
-STUDENT_FUNCTIONS = {"collage": "augmentations.py", "mixup": "augmentations.py", "cross_entropy": "utils.py",
-                     "apply_convs": "network.py", "forward": "network.py", "generalize": "network.py",
-                     "finetune_parameters": "network.py"}
+STUDENT_FUNCTIONS = {
+    "collage": "augmentations.py",
+    "mixup": "augmentations.py",
+    "cross_entropy": "utils.py",
+    "apply_convs": "network.py",
+    "forward": "network.py",
+    "generalize": "network.py",
+    "finetune_parameters": "network.py",
+}
 #: The function a part names when the child's notes do not say which one was a stub.
-MAIN_FUNCTION = {"collage": "collage", "mixup": "mixup", "cross_entropy": "cross_entropy",
-                 "network": "apply_convs", "frozen_finetuning": "finetune_parameters"}
+MAIN_FUNCTION = {
+    "collage": "collage",
+    "mixup": "mixup",
+    "cross_entropy": "cross_entropy",
+    "network": "apply_convs",
+    "frozen_finetuning": "finetune_parameters",
+}
 
 
 class HiddenInputs:
@@ -131,8 +147,11 @@ def clean_notes(notes):
         return {str(key)[:100]: None if text is None else str(text)[:300] for key, text in value.items()}
 
     stubs = notes.get("not_implemented")
-    cleaned = {"errors": texts(notes.get("errors")), "raised": texts(notes.get("raised")),
-               "not_implemented": [str(name)[:100] for name in stubs[:20]] if isinstance(stubs, list) else []}
+    cleaned = {
+        "errors": texts(notes.get("errors")),
+        "raised": texts(notes.get("raised")),
+        "not_implemented": [str(name)[:100] for name in stubs[:20]] if isinstance(stubs, list) else [],
+    }
     if isinstance(notes.get("returned"), int) and not isinstance(notes.get("returned"), bool):
         cleaned["returned"] = notes["returned"]
     if notes.get("import_error"):
@@ -155,17 +174,31 @@ def load_part(out_dir, part):
 
 
 def failed_part(part, status, reason):
-    checks_ = [{"name": name, "points": 0, "max": points, "passed": False, "message": reason}
-               for name, points in POINTS[part].items()]
+    checks_ = [
+        {"name": name, "points": 0, "max": points, "passed": False, "message": reason}
+        for name, points in POINTS[part].items()
+    ]
     return {"score": 0, "max": part_max(part), "status": status, "reason": reason, "checks": checks_}
 
 
 def graded_part(part, failures):
-    checks_ = [{"name": name, "points": 0 if failures[name] else points, "max": points,
-                "passed": not failures[name], "message": "; ".join(failures[name]) or "passed"}
-               for name, points in POINTS[part].items()]
-    return {"score": sum(c["points"] for c in checks_), "max": part_max(part), "status": "ok", "reason": "",
-            "checks": checks_}
+    checks_ = [
+        {
+            "name": name,
+            "points": 0 if failures[name] else points,
+            "max": points,
+            "passed": not failures[name],
+            "message": "; ".join(failures[name]) or "passed",
+        }
+        for name, points in POINTS[part].items()
+    ]
+    return {
+        "score": sum(c["points"] for c in checks_),
+        "max": part_max(part),
+        "status": "ok",
+        "reason": "",
+        "checks": checks_,
+    }
 
 
 def not_implemented(part, notes):
@@ -186,8 +219,11 @@ def judge_part(part, inputs, arrays, notes):
         verdict = graded_part(part, checks.CHECKS[part](part_inputs, plan, arrays, notes))
         picture = picture_arrays(part, part_inputs, arrays)
     except (ValueError, TypeError, IndexError, KeyError) as error:  # outputs of an unexpected type or shape
-        return failed_part(part, "invalid_output", REASONS["invalid_output"].format(error=f"{type(error).__name__}: "
-                                                                                        f"{str(error)[:200]}"))
+        return failed_part(
+            part,
+            "invalid_output",
+            REASONS["invalid_output"].format(error=f"{type(error).__name__}: {str(error)[:200]}"),
+        )
     if verdict["score"] < verdict["max"] and (reason := not_implemented(part, notes)):
         verdict.update(status="not_implemented", reason=reason)
     if picture is not None:
@@ -232,7 +268,7 @@ def judge_modules(modules, inputs, *, limits=DEFAULT_LIMITS, sandbox=True):
     remaining = [part for part in PARTS if part not in verdict]
     while remaining:
         finished, result = run_child(modules, inputs, remaining, limits, sandbox)
-        for part in remaining[:len(finished)]:
+        for part in remaining[: len(finished)]:
             loaded = finished[part]
             if loaded[0] == "invalid":
                 verdict[part] = failed_part(part, "invalid_output", REASONS["invalid_output"].format(error=loaded[1]))
@@ -241,9 +277,10 @@ def judge_modules(modules, inputs, *, limits=DEFAULT_LIMITS, sandbox=True):
         if len(finished) < len(remaining):
             stopped = remaining[len(finished)]
             status = child_status(result)
-            verdict[stopped] = failed_part(stopped, status, REASONS[status].format(
-                code=result.returncode, seconds=limits.cpu_seconds))
-        remaining = remaining[len(finished) + 1:]
+            verdict[stopped] = failed_part(
+                stopped, status, REASONS[status].format(code=result.returncode, seconds=limits.cpu_seconds)
+            )
+        remaining = remaining[len(finished) + 1 :]
     return {part: verdict[part] for part in PARTS}
 
 
@@ -274,9 +311,13 @@ def judge_submission(handin_dir, *, sandbox=True, seed=None, limits=DEFAULT_LIMI
         parts = {part: failed_part(part, "unreadable", str(error)) for part in PARTS}
     else:
         parts = judge_modules(modules, inputs, limits=limits, sandbox=sandbox)
-    return {"judge_version": cache.judge_version(), "key": cache.verdict_key(handin_dir, inputs.seed),
-            "score": sum(p["score"] for p in parts.values()), "max_score": sum(p["max"] for p in parts.values()),
-            "parts": parts}
+    return {
+        "judge_version": cache.judge_version(),
+        "key": cache.verdict_key(handin_dir, inputs.seed),
+        "score": sum(p["score"] for p in parts.values()),
+        "max_score": sum(p["max"] for p in parts.values()),
+        "parts": parts,
+    }
 
 
 def judge_submissions(handin_dirs, *, workers=2, sandbox=True, seed=None, limits=DEFAULT_LIMITS, cache_dir=None):

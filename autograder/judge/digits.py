@@ -7,6 +7,7 @@ shifted at random, plus a little noise so that no two quarters of two images are
 equal (the collage checks tell the quarters apart by value). Seeded: the same
 generator gives the same images.
 """
+
 import functools
 
 import numpy as np
@@ -29,7 +30,7 @@ def glyph(digit, family, weight):
     font.draw_glyphs_to_bitmap(antialiased=True)
     bitmap = np.asarray(font.get_image(), dtype=np.float64) / 255
     rows, columns = np.nonzero(bitmap > 0)
-    return bitmap[rows.min():rows.max() + 1, columns.min():columns.max() + 1]
+    return bitmap[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
 
 
 def resample(image, height, width):
@@ -48,7 +49,7 @@ def digit_image(rng, height, width):
     canvas = np.zeros((height, width))
     top = int(rng.integers(height - glyph_height + 1))
     left = int(rng.integers(width - glyph_width + 1))
-    canvas[top:top + glyph_height, left:left + glyph_width] = resample(ink, glyph_height, glyph_width)
+    canvas[top : top + glyph_height, left : left + glyph_width] = resample(ink, glyph_height, glyph_width)
     return canvas
 
 

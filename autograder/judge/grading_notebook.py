@@ -3,6 +3,7 @@
 ``python -m autograder.judge.grading_notebook`` regenerates it; a test checks that the
 committed notebook is what this writes, so points cannot drift apart.
 """
+
 import sys
 
 import nbformat
@@ -38,10 +39,10 @@ DESCRIPTIONS = {
     ("network", "eval_deterministic"): "eval mode is deterministic (dropout only through the module)",
     ("network", "heads"): "forward uses pretrainer, generalize uses generalizer",
     ("network", "learns"): "training through forward changes every layer on its path (the gradient reaches "
-                           "the convolutions) and learns a tiny problem",
+    "the convolutions) and learns a tiny problem",
     ("frozen_finetuning", "parameters"): "finetune_parameters() returns exactly the generalizer's parameters",
     ("frozen_finetuning", "frozen"): "finetuning with finetune_parameters() keeps conv1, conv2 and pretrainer "
-                                     "bit-identical and changes the generalizer",
+    "bit-identical and changes the generalizer",
     ("frozen_finetuning", "improves"): "the kit's finetuning improves the accuracy",
 }
 
@@ -58,23 +59,48 @@ def grade_cell(part, name, points):
     source = f"# {part}: {DESCRIPTIONS[part, name]} ({points} points)\n" + test
     cell = nbformat.v4.new_code_cell(source)
     cell.id = cell_id(part, name).replace("_", "-")
-    cell.metadata = {"deletable": False, "editable": False, "nbgrader": {
-        "cell_type": "code", "grade": True, "grade_id": cell_id(part, name), "locked": True,
-        "points": points, "schema_version": 3, "solution": False, "task": False}}
+    cell.metadata = {
+        "deletable": False,
+        "editable": False,
+        "nbgrader": {
+            "cell_type": "code",
+            "grade": True,
+            "grade_id": cell_id(part, name),
+            "locked": True,
+            "points": points,
+            "schema_version": 3,
+            "solution": False,
+            "task": False,
+        },
+    }
     return cell
 
 
 def grading_notebook():
-    notebook = nbformat.v4.new_notebook(metadata={
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"}})
+    notebook = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        }
+    )
     intro = nbformat.v4.new_markdown_cell(INTRO)
     intro.id = "intro"
-    intro.metadata = {"deletable": False, "editable": False, "nbgrader": {
-        "cell_type": "markdown", "grade": False, "grade_id": "grading_intro", "locked": True,
-        "schema_version": 3, "solution": False, "task": False}}
-    notebook.cells = [intro] + [grade_cell(part, name, points)
-                                for part, checks in POINTS.items() for name, points in checks.items()]
+    intro.metadata = {
+        "deletable": False,
+        "editable": False,
+        "nbgrader": {
+            "cell_type": "markdown",
+            "grade": False,
+            "grade_id": "grading_intro",
+            "locked": True,
+            "schema_version": 3,
+            "solution": False,
+            "task": False,
+        },
+    }
+    notebook.cells = [intro] + [
+        grade_cell(part, name, points) for part, checks in POINTS.items() for name, points in checks.items()
+    ]
     nbformat.validate(notebook)
     return nbformat.writes(notebook, version=4) + "\n"
 

@@ -5,6 +5,7 @@ so grading is reproducible. The collage and mixup inputs are digit images
 (:mod:`.digits`) of several shapes and dtypes; the network inputs are random weights
 and images. The student never sees them.
 """
+
 import numpy as np
 import torch
 
@@ -12,12 +13,19 @@ from . import reference
 from .digits import digit_batch
 
 #: (key, shape, dtype) of the collage calls: even sizes, several channel counts, float32 and float64.
-COLLAGE_CASES = [("c0", (1, 28, 28), np.float32), ("c1", (3, 8, 8), np.float32),
-                 ("c2", (2, 6, 6), np.float64), ("c3", (4, 2, 2), np.float32),
-                 ("c4", (1, 10, 10), np.float64)]
+COLLAGE_CASES = [
+    ("c0", (1, 28, 28), np.float32),
+    ("c1", (3, 8, 8), np.float32),
+    ("c2", (2, 6, 6), np.float64),
+    ("c3", (4, 2, 2), np.float32),
+    ("c4", (1, 10, 10), np.float64),
+]
 #: (key, shape, dtype, alpha) of the single mixup calls.
-MIXUP_CASES = [("m0", (1, 28, 28), np.float32, 0.3), ("m1", (3, 5, 7), np.float64, 1.0),
-               ("m2", (2, 4, 4), np.float32, 0.2)]
+MIXUP_CASES = [
+    ("m0", (1, 28, 28), np.float32, 0.3),
+    ("m1", (3, 5, 7), np.float64, 1.0),
+    ("m2", (2, 4, 4), np.float32, 0.2),
+]
 #: (key, alpha, draws) for the distribution of the returned weight.
 MIXUP_DRAWS = [("beta_small", 0.2, 2000), ("beta_large", 2.0, 2000)]
 #: Network sizes (pre_train_classes, generalization_classes): different sizes catch swapped heads by shape,
@@ -79,11 +87,17 @@ def _soft_targets(rng, batch, classes, dtype):
 def cross_entropy(rng):
     """Cases by group: ``soft`` single samples, ``batch`` means, ``onehot``, ``grad``."""
     arrays, cases = {}, []
-    specs = [("soft0", 1, 5, np.float32, "soft"), ("soft1", 1, 10, np.float64, "soft"),
-             ("soft2", 1, 27, np.float32, "soft"),
-             ("batch0", 8, 10, np.float32, "batch"), ("batch1", 5, 4, np.float64, "batch"),
-             ("onehot0", 6, 10, np.float32, "onehot"), ("onehot1", 9, 27, np.float64, "onehot"),
-             ("grad0", 5, 4, np.float64, "grad"), ("grad1", 3, 10, np.float32, "grad")]
+    specs = [
+        ("soft0", 1, 5, np.float32, "soft"),
+        ("soft1", 1, 10, np.float64, "soft"),
+        ("soft2", 1, 27, np.float32, "soft"),
+        ("batch0", 8, 10, np.float32, "batch"),
+        ("batch1", 5, 4, np.float64, "batch"),
+        ("onehot0", 6, 10, np.float32, "onehot"),
+        ("onehot1", 9, 27, np.float64, "onehot"),
+        ("grad0", 5, 4, np.float64, "grad"),
+        ("grad1", 3, 10, np.float32, "grad"),
+    ]
     for key, batch, classes, dtype, group in specs:
         arrays[f"{key}_pred"] = _log_probs(rng, batch, classes, dtype)
         if group == "onehot":
@@ -117,11 +131,23 @@ def learn_problem(rng, seed):
         learn = dict(LEARN, seed=int(rng.integers(2**31)))
         arrays = _net_state(seed + 99 + 1000 * attempt, learn["sizes"], "learn")
         arrays["learn_x"], arrays["learn_y"] = _class_images(rng, learn["n"], learn["sizes"][0])
-        arrays["learn_order"] = np.stack([rng.permutation(learn["n"])[:learn["batch_size"]]
-                                          for _ in range(learn["steps"])]).astype(np.int64)
-        if all(reference.learned_accuracy(arrays, "learn", learn["sizes"], arrays["learn_x"], arrays["learn_y"],
-                                          arrays["learn_order"], learn["lr"], dropout_seed) >= LEARN_MARGIN
-               for dropout_seed in (learn["seed"], learn["seed"] + 1, learn["seed"] + 2)):
+        arrays["learn_order"] = np.stack(
+            [rng.permutation(learn["n"])[: learn["batch_size"]] for _ in range(learn["steps"])]
+        ).astype(np.int64)
+        if all(
+            reference.learned_accuracy(
+                arrays,
+                "learn",
+                learn["sizes"],
+                arrays["learn_x"],
+                arrays["learn_y"],
+                arrays["learn_order"],
+                learn["lr"],
+                dropout_seed,
+            )
+            >= LEARN_MARGIN
+            for dropout_seed in (learn["seed"], learn["seed"] + 1, learn["seed"] + 2)
+        ):
             return learn, arrays
     raise RuntimeError("no tiny training problem that the reference network solves: check hidden.LEARN")
 
@@ -136,5 +162,10 @@ def frozen_finetuning(rng, seed):
 def make_inputs(seed):
     """All hidden inputs: ``{part: (arrays, plan)}``; the same seed gives the same inputs."""
     rng = np.random.default_rng(seed)
-    return {"collage": collage(rng), "mixup": mixup(rng), "cross_entropy": cross_entropy(rng),
-            "network": network(rng, seed), "frozen_finetuning": frozen_finetuning(rng, seed)}
+    return {
+        "collage": collage(rng),
+        "mixup": mixup(rng),
+        "cross_entropy": cross_entropy(rng),
+        "network": network(rng, seed),
+        "frozen_finetuning": frozen_finetuning(rng, seed),
+    }

@@ -4,6 +4,7 @@ The judge puts these arrays into the verdict (``parts[part]["picture"]``);
 :mod:`autograder.feedback` only draws them. The inputs shown are digit images
 (:mod:`.digits`); showing one hidden input example is accepted.
 """
+
 import numpy as np
 
 from . import reference

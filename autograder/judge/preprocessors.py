@@ -20,6 +20,7 @@
   instructor's source copy before anything runs, so extra cells a student adds to it
   never execute in the grading kernel.
 """
+
 import functools
 import json
 import math
@@ -44,24 +45,27 @@ from .grading_notebook import grade_cell
 from .points import POINTS
 
 NOTEBOOK_DEADLINE_ERROR = {
-    "output_type": "error", "ename": "NotebookTimeoutError", "evalue": "",
+    "output_type": "error",
+    "ename": "NotebookTimeoutError",
+    "evalue": "",
     "traceback": ["NotebookTimeoutError: the notebook ran out of its time budget before this cell"],
 }
 
 
 def has_autograded_tests(nb):
     """True if some code cell is an autograder test (a grade cell that is not a solution)."""
-    return any(cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
-               for cell in nb.cells)
+    return any(cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell) for cell in nb.cells)
 
 
 class GuardedExecute(Execute):
     """nbgrader's ``Execute`` with a whole-notebook deadline and recovery from swallowed interrupts."""
 
     notebook_timeout = Integer(900, help="Seconds for the whole notebook; later cells get a timeout error.").tag(
-        config=True)
+        config=True
+    )
     skip_without_tests = Bool(True, help="Do not execute notebooks that have no autograded test cells.").tag(
-        config=True)
+        config=True
+    )
     # After a timeout the kernel is restarted, so waiting for the interrupted cell's
     # remaining output must not abort the whole notebook.
     raise_on_iopub_timeout = Bool(False).tag(config=True)
@@ -71,8 +75,10 @@ class GuardedExecute(Execute):
 
     def preprocess(self, nb, resources=None, km=None):
         if self.skip_without_tests and not has_autograded_tests(nb):
-            self.log.info("Not executing %s: it has no autograded tests",
-                          (resources or {}).get("nbgrader", {}).get("notebook", "the notebook"))
+            self.log.info(
+                "Not executing %s: it has no autograded tests",
+                (resources or {}).get("nbgrader", {}).get("notebook", "the notebook"),
+            )
             return nb, resources
         self._deadline = monotonic() + self.notebook_timeout
         return super().preprocess(nb, resources, km)
@@ -111,8 +117,11 @@ class GuardedExecute(Execute):
 @functools.cache
 def known_grade_cells():
     """``{exact source of a kit grade cell: (part, check name)}`` for every check in :data:`POINTS`."""
-    return {grade_cell(part, name, points).source: (part, name)
-            for part, checks in POINTS.items() for name, points in checks.items()}
+    return {
+        grade_cell(part, name, points).source: (part, name)
+        for part, checks in POINTS.items()
+        for name, points in checks.items()
+    }
 
 
 def check_calls(nb):
@@ -124,16 +133,21 @@ def check_calls(nb):
 
 #: What ipykernel reports as the notebook's language (``language_info`` of its kernel_info reply).
 PYTHON_LANGUAGE_INFO = {
-    "codemirror_mode": {"name": "ipython", "version": sys.version_info[0]}, "file_extension": ".py",
-    "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python", "pygments_lexer": "ipython3",
+    "codemirror_mode": {"name": "ipython", "version": sys.version_info[0]},
+    "file_extension": ".py",
+    "mimetype": "text/x-python",
+    "name": "python",
+    "nbconvert_exporter": "python",
+    "pygments_lexer": "ipython3",
     "version": sys.version.split()[0],
 }
 
 
 def error_output(failure):
     """The error output a kernel shows for a raised :class:`HiddenTestFailure` (its own short traceback)."""
-    return nbformat.v4.new_output("error", ename=type(failure).__name__, evalue=str(failure),
-                                  traceback=failure._render_traceback_())
+    return nbformat.v4.new_output(
+        "error", ename=type(failure).__name__, evalue=str(failure), traceback=failure._render_traceback_()
+    )
 
 
 def check_output(part, name, handin_dir, verdict):
@@ -152,10 +166,12 @@ def now():
 class VerdictExecute(GuardedExecute):
     """``GuardedExecute`` that evaluates the kit's own grading notebook in this process (see module doc)."""
 
-    grading_notebook = Unicode("grading", help="Notebook id whose kit grade cells are evaluated without a "
-                                               "kernel.").tag(config=True)
-    in_process = Bool(True, help="Evaluate the kit's grade cells without a kernel; False: always a "
-                                 "kernel.").tag(config=True)
+    grading_notebook = Unicode("grading", help="Notebook id whose kit grade cells are evaluated without a kernel.").tag(
+        config=True
+    )
+    in_process = Bool(True, help="Evaluate the kit's grade cells without a kernel; False: always a kernel.").tag(
+        config=True
+    )
 
     def preprocess(self, nb, resources=None, km=None):
         resources = resources if resources is not None else {}
@@ -163,8 +179,9 @@ class VerdictExecute(GuardedExecute):
         calls = check_calls(nb) if self.in_process and is_grading else None
         if calls is None:
             if is_grading and self.in_process:
-                self.log.warning("%s has cells that are not the kit's grade cells: running it in a kernel",
-                                 self.grading_notebook)
+                self.log.warning(
+                    "%s has cells that are not the kit's grade cells: running it in a kernel", self.grading_notebook
+                )
             return super().preprocess(nb, resources, km)
         handin_dir = Path(resources.get("metadata", {}).get("path") or ".") / "handin"
         self.log.info("Grading %s without a kernel, from the verdicts", self.grading_notebook)
@@ -180,8 +197,12 @@ class VerdictExecute(GuardedExecute):
             cell.execution_count = execution_count
             if self.record_timing:
                 finished = now()
-                cell.metadata["execution"] = {"iopub.execute_input": started, "iopub.status.busy": started,
-                                              "iopub.status.idle": finished, "shell.execute_reply": finished}
+                cell.metadata["execution"] = {
+                    "iopub.execute_input": started,
+                    "iopub.status.busy": started,
+                    "iopub.status.idle": finished,
+                    "shell.execute_reply": finished,
+                }
         return nb, resources
 
 
@@ -195,8 +216,10 @@ class ResetGradingNotebook(NbGraderPreprocessor):
         if resources.get("nbgrader", {}).get("notebook") != self.notebook_name:
             return nb, resources
         if not self.source_notebook:
-            raise ValueError("ResetGradingNotebook.source_notebook is not set: point it at "
-                             "source/<assignment>/grading.ipynb in nbgrader_config.py")
+            raise ValueError(
+                "ResetGradingNotebook.source_notebook is not set: point it at "
+                "source/<assignment>/grading.ipynb in nbgrader_config.py"
+            )
         source = nbformat.read(self.source_notebook, as_version=4)
         nb.cells = [NotebookNode(cell) for cell in source.cells]
         nb.metadata = source.metadata

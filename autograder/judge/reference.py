@@ -1,4 +1,5 @@
 """The judge's own reference computations. Never shipped to students, never shown in feedback."""
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,8 +52,13 @@ class ReferenceNet(nn.Module):
 def reference_net(state, prefix, sizes):
     """A ``ReferenceNet`` in eval mode with the arrays ``<prefix>.<name>`` of ``state`` loaded."""
     net = ReferenceNet(*sizes)
-    net.load_state_dict({name[len(prefix) + 1:]: torch.from_numpy(np.array(value))
-                         for name, value in state.items() if name.startswith(prefix + ".")})
+    net.load_state_dict(
+        {
+            name[len(prefix) + 1 :]: torch.from_numpy(np.array(value))
+            for name, value in state.items()
+            if name.startswith(prefix + ".")
+        }
+    )
     return net.eval()
 
 
@@ -61,9 +67,11 @@ def network_outputs(state, prefix, sizes, x):
     """Reference ``apply_convs``, ``forward`` and ``generalize`` as float64 numpy arrays."""
     net = reference_net(state, prefix, sizes)
     x = torch.from_numpy(x)
-    return {"features": net.apply_convs(x).double().numpy(),
-            "forward": net.forward(x).double().numpy(),
-            "generalize": net.generalize(x).double().numpy()}
+    return {
+        "features": net.apply_convs(x).double().numpy(),
+        "forward": net.forward(x).double().numpy(),
+        "generalize": net.generalize(x).double().numpy(),
+    }
 
 
 @torch.no_grad()
@@ -97,5 +105,6 @@ def learned_accuracy(state, prefix, sizes, x, y, order, lr, seed):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return accuracy({f"{prefix}.{name}": value.detach().numpy() for name, value in net.state_dict().items()},
-                    prefix, sizes, x, y)
+    return accuracy(
+        {f"{prefix}.{name}": value.detach().numpy() for name, value in net.state_dict().items()}, prefix, sizes, x, y
+    )

@@ -20,6 +20,7 @@ each atomically, relative to the folder it opened; a part counts as finished whe
 ``.npz`` exists. Each part imports only the modules it needs, so a module that crashes
 at import costs only the parts that use it.
 """
+
 import json
 import os
 import shutil
@@ -132,6 +133,7 @@ def run_blend_calls(function, arrays, plan, arrays_out, notes):
 
 def part_collage(arrays, plan):
     from handin.augmentations import collage
+
     out, notes = {}, {"errors": {}}
     run_blend_calls(collage, arrays, plan, out, notes)
     return out, notes
@@ -139,6 +141,7 @@ def part_collage(arrays, plan):
 
 def part_mixup(arrays, plan):
     from handin.augmentations import mixup
+
     out, notes = {}, {"errors": {}}
     run_blend_calls(mixup, arrays, plan, out, notes)
     for draw in plan["draws"]:
@@ -160,6 +163,7 @@ def part_mixup(arrays, plan):
 # --------------------------------------------------------------------------- cross-entropy
 def part_cross_entropy(arrays, plan):
     from handin.utils import cross_entropy
+
     out, notes = {}, {"errors": {}, "raised": {}, "is_tensor": {}}
     for case in plan["cases"]:
         key = case["key"]
@@ -196,8 +200,11 @@ def part_cross_entropy(arrays, plan):
 def make_net(Net, arrays, prefix, sizes):
     """A student ``Net`` with the judge's weights ``<prefix>.<parameter name>`` loaded."""
     net = Net(*sizes)
-    state = {name[len(prefix) + 1:]: torch.from_numpy(arrays[name].copy())
-             for name in arrays if name.startswith(prefix + ".")}
+    state = {
+        name[len(prefix) + 1 :]: torch.from_numpy(arrays[name].copy())
+        for name in arrays
+        if name.startswith(prefix + ".")
+    }
     net.load_state_dict(state, strict=True)
     return net
 
@@ -213,6 +220,7 @@ def as_output(value):
 def part_network(arrays, plan):
     """Features and both heads in eval mode, twice with different torch seeds; then a short training."""
     from handin.network import Net
+
     out, notes = {}, {"errors": {}}
     x = torch.from_numpy(arrays["x"].copy())
     for config in plan["configs"]:
@@ -221,8 +229,9 @@ def part_network(arrays, plan):
             net = make_net(Net, arrays, key, sizes).eval()
             with torch.no_grad():
                 out[f"{key}_features"] = as_output(net.apply_convs(x))
-                for output, seed in zip(("forward", "forward_again", "generalize", "generalize_again"),
-                                        config["seeds"]):
+                for output, seed in zip(
+                    ("forward", "forward_again", "generalize", "generalize_again"), config["seeds"], strict=False
+                ):
                     torch.manual_seed(seed)
                     out[f"{key}_{output}"] = as_output(getattr(net, output.removesuffix("_again"))(x))
         except BaseException as error:  # noqa: B902
@@ -263,25 +272,34 @@ def part_frozen_finetuning(arrays, plan):
     evaluates the finetuned weights with its own reference network: nothing here is a verdict.
     """
     from handin.network import Net
+
     out, notes = {}, {"errors": {}}
     sizes = plan["sizes"]
     try:
         returned = list(make_net(Net, arrays, "net", sizes).finetune_parameters())
         notes["returned"] = len(returned)
-        for index, item in enumerate(returned[:plan["max_returned"]]):
+        for index, item in enumerate(returned[: plan["max_returned"]]):
             out[f"returned_{index}"] = to_array(item)
     except BaseException as error:  # noqa: B902
         record_error(notes, "parameters", error)
     try:
         from handin import training
+
         training.cross_entropy = soft_cross_entropy
         net = make_net(Net, arrays, "net", sizes)
         images, labels = torch.from_numpy(arrays["x"].copy()), torch.from_numpy(arrays["y"].copy())
         torch.manual_seed(plan["seed"])
         np.random.seed(plan["seed"])
-        training.finetune(net, torch.utils.data.TensorDataset(images, labels), sizes[1],
-                          n_batches=plan["n_batches"], batch_size=plan["batch_size"], lr=plan["lr"],
-                          seed=plan["seed"], progress=False)
+        training.finetune(
+            net,
+            torch.utils.data.TensorDataset(images, labels),
+            sizes[1],
+            n_batches=plan["n_batches"],
+            batch_size=plan["batch_size"],
+            lr=plan["lr"],
+            seed=plan["seed"],
+            progress=False,
+        )
         out.update(state_arrays(net, "after"))
     except BaseException as error:  # noqa: B902
         record_error(notes, "finetune", error)

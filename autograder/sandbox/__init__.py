@@ -46,18 +46,41 @@ The modules, one idea each::
     warm        the warm runner (one long-lived sandbox per slot) and its server, zygote.py
     run         run_isolated: one run from start to end (launcher.py: its first process without root)
 """
+
 from .bwrap import bubblewrap_path, bwrap_command, check_sandbox_support, python_binds, sandbox_env
 from .cgroups import CGROUP_CONTROLLERS, CGROUP_PREFIX, CGROUP_ROOT, CGROUPS_ENV
 from .enforcement import enforcement, require_limits
-from .limits import GiB, MiB, Limits, RunResult, SandboxFault, SandboxUnavailable
+from .limits import GiB, Limits, MiB, RunResult, SandboxFault, SandboxUnavailable
 from .run import run_isolated
 from .seccomp import BLOCKED_SYSCALLS, open_seccomp_program, seccomp_program
 from .state import STATE_ENV, UID_BASE, cleanup_stale, state_dir
 from .warm import close_warm_runners
 
 __all__ = [
-    "BLOCKED_SYSCALLS", "CGROUPS_ENV", "CGROUP_CONTROLLERS", "CGROUP_PREFIX", "CGROUP_ROOT", "GiB", "Limits", "MiB",
-    "RunResult", "STATE_ENV", "SandboxFault", "SandboxUnavailable", "UID_BASE", "bubblewrap_path", "bwrap_command",
-    "check_sandbox_support", "cleanup_stale", "close_warm_runners", "enforcement", "open_seccomp_program",
-    "python_binds", "require_limits", "run_isolated", "sandbox_env", "seccomp_program", "state_dir",
+    "BLOCKED_SYSCALLS",
+    "CGROUPS_ENV",
+    "CGROUP_CONTROLLERS",
+    "CGROUP_PREFIX",
+    "CGROUP_ROOT",
+    "GiB",
+    "Limits",
+    "MiB",
+    "RunResult",
+    "STATE_ENV",
+    "SandboxFault",
+    "SandboxUnavailable",
+    "UID_BASE",
+    "bubblewrap_path",
+    "bwrap_command",
+    "check_sandbox_support",
+    "cleanup_stale",
+    "close_warm_runners",
+    "enforcement",
+    "open_seccomp_program",
+    "python_binds",
+    "require_limits",
+    "run_isolated",
+    "sandbox_env",
+    "seccomp_program",
+    "state_dir",
 ]

@@ -1,4 +1,5 @@
 """``python -m autograder.sandbox``: print which sandbox limit holds on this machine, and by what."""
+
 import sys
 
 from .enforcement import enforcement

@@ -1,4 +1,5 @@
 """The bubblewrap command line: namespaces, read-only binds, private /tmp, the uid drop."""
+
 import os
 import shutil
 import sys
@@ -10,8 +11,18 @@ from .seccomp import load_libseccomp
 from .state import state_dir
 
 #: /etc files that Python, libc and matplotlib read; nothing secret.
-ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd",
-             "group", "alternatives", "fonts", "mime.types")
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "nsswitch.conf",
+    "passwd",
+    "group",
+    "alternatives",
+    "fonts",
+    "mime.types",
+)
 
 
 def bubblewrap_path():
@@ -25,7 +36,8 @@ def check_sandbox_support():
         raise SandboxUnavailable(
             "bubblewrap (bwrap) is not installed, so student code cannot be isolated. "
             "Install it with `apt-get install bubblewrap` (or `make setup`), "
-            "or pass --no-sandbox on a development machine with trusted submissions only.")
+            "or pass --no-sandbox on a development machine with trusted submissions only."
+        )
     if is_root() and shutil.which("setpriv") is None:
         raise SandboxUnavailable("setpriv (util-linux) is missing: it drops the child to an unprivileged uid.")
     if load_libseccomp() is None:
@@ -59,17 +71,24 @@ def sandbox_env(workdir, extra=None):
     """The child's whole environment (bwrap starts from --clearenv)."""
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": "/tmp", "TMPDIR": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "IPYTHONDIR": "/tmp/ipython",
-        "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
+        "IPYTHONDIR": "/tmp/ipython",
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
         # one thread per slot: slots run in parallel, and oversubscribed BLAS is slower
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
     }
     env.update(extra or {})
     return env
 
 
-def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, readonly_binds=(), warm=False,
-                  status_fd=None):
+def bwrap_command(
+    argv, workdir, scratch_path, limits, env, seccomp_fd, uid, readonly_binds=(), warm=False, status_fd=None
+):
     """The full command line: bwrap's mounts and namespaces, then setpriv, then ``argv``.
 
     ``scratch_path`` is the host folder bound at ``workdir``; None mounts a tmpfs of
@@ -81,8 +100,18 @@ def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, rea
     and ``/tmp`` and ``/dev/shm`` not writable for the children (their HOME and TMPDIR
     are in their scratch).
     """
-    args = [bubblewrap_path(), "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    args = [
+        bubblewrap_path(),
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--hostname",
+        "sandbox",
+    ]
     if is_root():
         # setpriv needs these three to become the slot's uid; the uid change then clears every capability
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
@@ -97,9 +126,24 @@ def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, rea
     # The private /tmp comes before the binds: a kit or venv that lives under /tmp
     # (a CI checkout, say) must be bound on top of it, not hidden by it.
     tmp_perms = "0755" if warm else "1777"
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(limits.tmp_bytes), "--perms", tmp_perms, "--tmpfs", "/tmp",
-             "--size", str(limits.tmp_bytes), "--perms", tmp_perms, "--tmpfs", "/dev/shm"]
+    args += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(limits.tmp_bytes),
+        "--perms",
+        tmp_perms,
+        "--tmpfs",
+        "/tmp",
+        "--size",
+        str(limits.tmp_bytes),
+        "--perms",
+        tmp_perms,
+        "--tmpfs",
+        "/dev/shm",
+    ]
     for path in python_binds():
         _ro_bind(path, args)
     for bind in readonly_binds:
@@ -108,8 +152,14 @@ def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, rea
     if warm:
         args += ["--cap-add", "CAP_KILL"]  # the server kills every leftover process of the child's uid
     if scratch_path is None:
-        args += _mkdirs_0755(workdir) + ["--size", str(limits.scratch_bytes), "--perms", "0755",
-                                         "--tmpfs", str(workdir)]
+        args += _mkdirs_0755(workdir) + [
+            "--size",
+            str(limits.scratch_bytes),
+            "--perms",
+            "0755",
+            "--tmpfs",
+            str(workdir),
+        ]
     else:
         args += _mkdirs_0755(workdir) + ["--bind", str(scratch_path), str(workdir)]
     args += ["--chdir", str(workdir)]
@@ -120,6 +170,13 @@ def bwrap_command(argv, workdir, scratch_path, limits, env, seccomp_fd, uid, rea
         args += ["--setenv", key, value]
     args += ["--seccomp", str(seccomp_fd), "--"]
     if is_root() and not warm:
-        args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
-                 "--inh-caps=-all", "--bounding-set=-all"]
+        args += [
+            "setpriv",
+            f"--reuid={uid}",
+            f"--regid={uid}",
+            "--clear-groups",
+            "--no-new-privs",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ]
     return args + [str(a) for a in argv]

@@ -3,6 +3,7 @@
 Where they are not usable (not root, cgroup v2, or turned off) the sandbox falls back to
 rlimits, size-capped tmpfs and CPU affinity: see :mod:`autograder.sandbox.enforcement`.
 """
+
 import os
 import signal
 import time
@@ -25,8 +26,11 @@ def cgroups_forced_off():
 
 def cgroup_usable():
     """Whether runs get cgroup v1 memory, pids and cpu limits here."""
-    return (is_root() and not cgroups_forced_off()
-            and all((CGROUP_ROOT / c / "cgroup.procs").exists() for c in CGROUP_CONTROLLERS))
+    return (
+        is_root()
+        and not cgroups_forced_off()
+        and all((CGROUP_ROOT / c / "cgroup.procs").exists() for c in CGROUP_CONTROLLERS)
+    )
 
 
 class Cgroup:

@@ -10,6 +10,7 @@ and a stricter seccomp filter against memory RLIMIT_DATA does not count.
 ``systemd-run --user --scope`` (a delegated cgroup v2) is not used: it needs a systemd user
 session, which graders under CI, containers or sudo often lack; the fallback holds everywhere.
 """
+
 import subprocess
 from functools import cache
 
@@ -18,8 +19,19 @@ from .cgroups import CGROUP_ROOT, CGROUPS_ENV, cgroup_usable, cgroups_forced_off
 from .limits import LIBRARY_DATA_ALLOWANCE, SandboxUnavailable
 
 #: The limits every sandboxed run must have; :func:`enforcement` reports each.
-LIMITS = ("isolation", "memory", "processes", "cpu_time", "cpu_share", "wall_clock", "scratch", "tmp",
-          "file_size", "open_files", "ipc")
+LIMITS = (
+    "isolation",
+    "memory",
+    "processes",
+    "cpu_time",
+    "cpu_share",
+    "wall_clock",
+    "scratch",
+    "tmp",
+    "file_size",
+    "open_files",
+    "ipc",
+)
 CGROUP_LIMITS = ("memory", "processes", "cpu_share")  # held by cgroups where usable, else by the fallback
 
 
@@ -41,27 +53,31 @@ def enforcement():
     allowance = LIBRARY_DATA_ALLOWANCE // 2**20
     report = {
         "isolation": "bubblewrap: new pid, ipc, net, uts, mount namespaces; seccomp; no capabilities",
-        "memory": "cgroup v1 memory.limit_in_bytes (all processes of the run together)" if cgroups else
-                  f"RLIMIT_DATA of the limit + {allowance} MiB for library data segments, per process "
-                  "(a run's processes together can hold max_processes times that); memfd and shared "
-                  "anonymous memory refused by seccomp",
-        "processes": "cgroup v1 pids.max" if cgroups else
-                     "RLIMIT_NPROC per slot uid" if is_root() else
-                     "RLIMIT_NPROC inside the run's user namespace (counts the run's processes only)",
+        "memory": "cgroup v1 memory.limit_in_bytes (all processes of the run together)"
+        if cgroups
+        else f"RLIMIT_DATA of the limit + {allowance} MiB for library data segments, per process "
+        "(a run's processes together can hold max_processes times that); memfd and shared "
+        "anonymous memory refused by seccomp",
+        "processes": "cgroup v1 pids.max"
+        if cgroups
+        else "RLIMIT_NPROC per slot uid"
+        if is_root()
+        else "RLIMIT_NPROC inside the run's user namespace (counts the run's processes only)",
         "cpu_time": "RLIMIT_CPU per process",
-        "cpu_share": "cgroup v1 cpu.cfs_quota_us" if cgroups else
-                     "CPU affinity (ceil(cpus) cores per slot; sched_setaffinity refused by seccomp)",
+        "cpu_share": "cgroup v1 cpu.cfs_quota_us"
+        if cgroups
+        else "CPU affinity (ceil(cpus) cores per slot; sched_setaffinity refused by seccomp)",
         "wall_clock": "the grader kills the run's whole pid namespace",
-        "scratch": "size-capped tmpfs mounted by the grader (root)" if is_root() else
-                   "size-capped tmpfs inside the sandbox (bwrap --size), copied back by the launcher",
+        "scratch": "size-capped tmpfs mounted by the grader (root)"
+        if is_root()
+        else "size-capped tmpfs inside the sandbox (bwrap --size), copied back by the launcher",
         "tmp": "size-capped private tmpfs /tmp and /dev/shm (bwrap --size)",
         "file_size": "RLIMIT_FSIZE",
         "open_files": "RLIMIT_NOFILE",
         "ipc": "private IPC namespace; SysV IPC and POSIX message queues refused by seccomp",
     }
     fallback = "" if cgroups else f"no usable cgroups ({why_not}): the fallback holds it"
-    return {name: {"mechanism": report[name], "reason": fallback if name in CGROUP_LIMITS else ""}
-            for name in LIMITS}
+    return {name: {"mechanism": report[name], "reason": fallback if name in CGROUP_LIMITS else ""} for name in LIMITS}
 
 
 def require_limits(allow_unenforced=False):
@@ -73,8 +89,10 @@ def require_limits(allow_unenforced=False):
     missing = {name: entry["reason"] for name, entry in report.items() if entry["mechanism"] is None}
     if missing and not allow_unenforced:
         reasons = sorted(set(missing.values()))
-        raise SandboxUnavailable(f"these limits cannot be enforced here: {', '.join(missing)} ({'; '.join(reasons)}). "
-                                 "Fix that, or pass --allow-unenforced-limits to grade anyway.")
+        raise SandboxUnavailable(
+            f"these limits cannot be enforced here: {', '.join(missing)} ({'; '.join(reasons)}). "
+            "Fix that, or pass --allow-unenforced-limits to grade anyway."
+        )
     return report
 
 
@@ -93,10 +111,15 @@ def _namespaces_problem():
     """Without root, bubblewrap needs unprivileged user namespaces: try one. None when they work."""
     if is_root():
         return None
-    probe = subprocess.run([bubblewrap_path(), "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "true"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [bubblewrap_path(), "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "true"],
+        capture_output=True,
+        text=True,
+    )
     if probe.returncode != 0:
-        return ("unprivileged user namespaces are not available, so bubblewrap cannot isolate a non-root "
-                f"grader ({probe.stderr.strip()[:200]}); an admin enables them with "
-                "`sysctl kernel.unprivileged_userns_clone=1` (Debian) or runs the grader as root")
+        return (
+            "unprivileged user namespaces are not available, so bubblewrap cannot isolate a non-root "
+            f"grader ({probe.stderr.strip()[:200]}); an admin enables them with "
+            "`sysctl kernel.unprivileged_userns_clone=1` (Debian) or runs the grader as root"
+        )
     return None

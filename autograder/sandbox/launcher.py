@@ -16,6 +16,7 @@ one uid), so this script makes itself non-dumpable: the command can neither trac
 open its descriptors. It can kill it; then the grader receives no files (a crash).
 Standard library only.
 """
+
 import ctypes
 import json
 import os
@@ -32,7 +33,7 @@ PR_SET_DUMPABLE = 4
 
 def copy_in(source, target):
     """Copy regular files and folders only (symlinks, devices and fifos are skipped)."""
-    for root, folders, files in os.walk(source):
+    for root, _folders, files in os.walk(source):
         relative = os.path.relpath(root, source)
         os.makedirs(os.path.join(target, relative), exist_ok=True)
         for name in files:
@@ -69,7 +70,7 @@ def wait(pid, seconds):
 def send_back(stream, folder, max_file_bytes):
     """Write the regular files under ``folder`` (none larger than ``max_file_bytes``) as a tar stream."""
     with tarfile.open(fileobj=stream, mode="w|") as tar:
-        for root, folders, files in os.walk(folder):
+        for root, _folders, files in os.walk(folder):
             for name in files:
                 path = os.path.join(root, name)
                 info = os.lstat(path)

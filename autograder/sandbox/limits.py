@@ -1,4 +1,5 @@
 """What a sandboxed run may use (:class:`Limits`), what came back (:class:`RunResult`), and the errors."""
+
 import os
 import resource
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ MiB = 2**20
 @dataclass
 class Limits:
     """Resource limits for one sandboxed run."""
+
     wall_seconds: float = 120.0
     cpu_seconds: int = 120
     memory_bytes: int = 4 * GiB  # cgroup memory limit (RSS + tmpfs pages); RLIMIT_AS is separate
@@ -26,6 +28,7 @@ class Limits:
 @dataclass(kw_only=True)
 class RunResult:
     """What came back from one run. Only plain text; files are left in ``workdir``."""
+
     returncode: int  # the child's exit code, or minus the signal that killed it
     timed_out: bool = False  # the wall clock or the CPU limit stopped it
     memory_exceeded: bool = False  # it hit the memory limit (OOM kill or a refused allocation)
@@ -97,6 +100,7 @@ def slot_cpus(slot_number, cpus):
 
 def child_setup(limit_triples, cgroup_procs, cpu_set=None):
     """A ``preexec_fn`` for the forked child: join the cgroups, pin the CPUs, set the rlimits."""
+
     def setup():
         pid = str(os.getpid()).encode()
         for procs in cgroup_procs:
@@ -107,4 +111,5 @@ def child_setup(limit_triples, cgroup_procs, cpu_set=None):
             os.sched_setaffinity(0, cpu_set)
         for kind, soft, hard in limit_triples:
             resource.setrlimit(kind, (soft, hard))
+
     return setup

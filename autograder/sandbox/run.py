@@ -1,4 +1,5 @@
 """One sandboxed run from start to end: :func:`run_isolated`."""
+
 import contextlib
 import itertools
 import json
@@ -38,7 +39,7 @@ class _TailReader(threading.Thread):
             self.total += len(chunk)
             self.buffer += chunk
             if len(self.buffer) > self.cap:
-                del self.buffer[:len(self.buffer) - self.cap]
+                del self.buffer[: len(self.buffer) - self.cap]
 
     def text(self):
         return self.buffer.decode("utf-8", errors="replace")
@@ -48,7 +49,7 @@ class _TailReader(threading.Thread):
         return self.total > self.cap
 
 
-def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=(), env=None):
+def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=(), env=None):  # noqa: B008 - never mutated (callers use dataclasses.replace)
     """Run ``argv`` in ``workdir``, isolated, and wait for it (at most ``limits.wall_seconds``).
 
     Args:
@@ -71,12 +72,16 @@ def run_isolated(argv, workdir, limits=Limits(), sandbox=True, readonly_binds=()
     """
     workdir = Path(workdir).resolve()
     if not sandbox:
-        return _run(argv, limits, cwd=workdir, env={**os.environ, **sandbox_env(workdir, env),
-                                                    "PATH": os.environ.get("PATH", "")})
+        return _run(
+            argv,
+            limits,
+            cwd=workdir,
+            env={**os.environ, **sandbox_env(workdir, env), "PATH": os.environ.get("PATH", "")},
+        )
     check_sandbox_support()
     if warm_usable(argv, readonly_binds):
         with Slot() as slot:
-            for attempt in range(2):  # a runner that died on its own (not the child's doing) is restarted once
+            for _attempt in range(2):  # a runner that died on its own (not the child's doing) is restarted once
                 runner = warm_runner(slot, limits)
                 result = runner.run(argv, workdir, limits, env)
                 if not runner.died:
@@ -107,23 +112,55 @@ def _run_cold(argv, workdir, limits, readonly_binds, env):
         child_env, limit_triples = sandbox_env(workdir, env), rlimits(limits, memory=fallback)
         cpu_set = slot_cpus(slot.number, limits.cpus) if fallback else None
         if files is None:
-            command = bwrap_command(argv, workdir, scratch.host_path, limits, child_env, seccomp_fd, slot.uid,
-                                    readonly_binds, status_fd=status.write)
+            command = bwrap_command(
+                argv,
+                workdir,
+                scratch.host_path,
+                limits,
+                child_env,
+                seccomp_fd,
+                slot.uid,
+                readonly_binds,
+                status_fd=status.write,
+            )
             setup, wall_seconds = child_setup(limit_triples, cgroup.procs_files, cpu_set), limits.wall_seconds
         else:  # the launcher sets the rlimits inside the user namespace, where RLIMIT_NPROC counts only this run
-            request = {"argv": [str(a) for a in argv], "cwd": str(workdir), "env": child_env,
-                       "rlimits": limit_triples, "wall_seconds": limits.wall_seconds, "status_fd": files.write,
-                       "max_file_bytes": limits.file_size_bytes}
+            request = {
+                "argv": [str(a) for a in argv],
+                "cwd": str(workdir),
+                "env": child_env,
+                "rlimits": limit_triples,
+                "wall_seconds": limits.wall_seconds,
+                "status_fd": files.write,
+                "max_file_bytes": limits.file_size_bytes,
+            }
             binds = [*readonly_binds, (LAUNCHER, "/sandbox/launcher.py"), (workdir, "/sandbox/in")]
-            command = bwrap_command([sys.executable, "-I", "/sandbox/launcher.py", json.dumps(request)], workdir,
-                                    None, limits, child_env, seccomp_fd, slot.uid, binds, status_fd=status.write)
+            command = bwrap_command(
+                [sys.executable, "-I", "/sandbox/launcher.py", json.dumps(request)],
+                workdir,
+                None,
+                limits,
+                child_env,
+                seccomp_fd,
+                slot.uid,
+                binds,
+                status_fd=status.write,
+            )
             setup, wall_seconds = child_setup([], [], cpu_set), limits.wall_seconds + COPY_BACK_SECONDS
         receiver = files and _FilesReceiver(files, workdir, limits.file_size_bytes)
         pipes = [pipe for pipe in (status, files) if pipe]
         try:
-            result = _run(command, limits, cwd="/", env={"PATH": "/usr/bin:/bin"},
-                          pass_fds=[seccomp_fd, *(pipe.write for pipe in pipes)], setup=setup,
-                          wall_seconds=wall_seconds, cgroup=cgroup, after_start=[pipe.close_write for pipe in pipes])
+            result = _run(
+                command,
+                limits,
+                cwd="/",
+                env={"PATH": "/usr/bin:/bin"},
+                pass_fds=[seccomp_fd, *(pipe.write for pipe in pipes)],
+                setup=setup,
+                wall_seconds=wall_seconds,
+                cgroup=cgroup,
+                after_start=[pipe.close_write for pipe in pipes],
+            )
         except (OSError, subprocess.SubprocessError) as error:  # e.g. a preexec setrlimit or cgroup join failed
             raise SandboxFault(f"the sandbox could not start or a limit could not be set: {error}") from error
         if receiver is not None:
@@ -183,9 +220,17 @@ class _FilesReceiver(threading.Thread):
 
 def _run(command, limits, cwd, env, pass_fds=(), setup=None, wall_seconds=None, cgroup=None, after_start=()):
     start = time.monotonic()
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, pass_fds=pass_fds, start_new_session=True,
-                               preexec_fn=setup)
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=pass_fds,
+        start_new_session=True,
+        preexec_fn=setup,
+    )
     for close in after_start:  # only the sandbox may hold the write ends: EOF when it ends
         close()
     out, err = _TailReader(process.stdout, limits.output_bytes), _TailReader(process.stderr, limits.output_bytes)
@@ -203,9 +248,15 @@ def _run(command, limits, cwd, env, pass_fds=(), setup=None, wall_seconds=None, 
     cpu_exceeded = returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
     stderr = err.text()
     # an allocation above an rlimit fails inside the child instead of triggering the cgroup OOM killer
-    return RunResult(returncode=returncode, timed_out=timed_out or cpu_exceeded,
-                     memory_exceeded=out_of_memory(returncode, stderr), stdout=out.text(), stderr=stderr,
-                     output_truncated=out.truncated or err.truncated, seconds=time.monotonic() - start)
+    return RunResult(
+        returncode=returncode,
+        timed_out=timed_out or cpu_exceeded,
+        memory_exceeded=out_of_memory(returncode, stderr),
+        stdout=out.text(),
+        stderr=stderr,
+        output_truncated=out.truncated or err.truncated,
+        seconds=time.monotonic() - start,
+    )
 
 
 def _kill_tree(process, cgroup):

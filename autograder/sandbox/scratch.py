@@ -1,4 +1,5 @@
 """The writable folder the child sees: a size-limited tmpfs copy of the workdir, and safe copies in and out."""
+
 import os
 import shutil
 import stat
@@ -25,8 +26,19 @@ class Scratch:
         self.mount = state_dir() / name
         self.mount.mkdir(mode=0o700, parents=True)
         try:
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={limits.scratch_bytes},mode=0755,nosuid,nodev",
-                            "tmpfs", str(self.mount)], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    "mount",
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    f"size={limits.scratch_bytes},mode=0755,nosuid,nodev",
+                    "tmpfs",
+                    str(self.mount),
+                ],
+                check=True,
+                capture_output=True,
+            )
             copy_tree(self.workdir, self.mount, limits.scratch_bytes)
             for path in [self.mount, *self.mount.rglob("*")]:
                 os.lchown(path, owner_uid, owner_uid)
@@ -55,7 +67,7 @@ def unmount(mount_point):
 
 def copy_tree(source, target, max_file_bytes):
     """Copy regular files and folders only; symlinks, devices, fifos and oversized files are skipped."""
-    for root, folders, files in os.walk(source, followlinks=False):
+    for root, _folders, files in os.walk(source, followlinks=False):
         relative = Path(root).relative_to(source)
         (Path(target) / relative).mkdir(parents=True, exist_ok=True)
         for name in files:
@@ -90,8 +102,13 @@ def receive_files(stream, target, max_file_bytes):
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
             parts = Path(member.name).parts
-            if (not member.isreg() or member.size > max_file_bytes or not parts or Path(member.name).is_absolute()
-                    or ".." in parts):
+            if (
+                not member.isreg()
+                or member.size > max_file_bytes
+                or not parts
+                or Path(member.name).is_absolute()
+                or ".." in parts
+            ):
                 continue
             folder = target
             for part in parts[:-1]:

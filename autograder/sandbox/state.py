@@ -7,6 +7,7 @@ folder for every root grader, so their slots, hence uids, never collide); else
 else found at that path is refused, with the command that fixes it: another user's
 folder or a symlink there must never decide where the grader writes.
 """
+
 import fcntl
 import os
 import stat
@@ -53,11 +54,13 @@ def private_dir(path):
         if info.st_uid != os.geteuid():
             raise SandboxUnavailable(
                 f"the sandbox state folder {path} belongs to uid {info.st_uid}, not to you (uid {os.geteuid()}): "
-                f"another user may control it. Remove it, or set {STATE_ENV} to a folder of your own.")
+                f"another user may control it. Remove it, or set {STATE_ENV} to a folder of your own."
+            )
         if stat.S_IMODE(info.st_mode) != 0o700:
             raise SandboxUnavailable(
                 f"the sandbox state folder {path} has mode {stat.S_IMODE(info.st_mode):04o}; it must be private: "
-                f"`chmod 700 {path}`.")
+                f"`chmod 700 {path}`."
+            )
     finally:
         os.close(descriptor)
     return path
@@ -72,8 +75,9 @@ def _open_no_symlink(path, flags, mode=0o600):
 
 def _refusal(path, error):
     what = "is a symlink" if os.path.islink(path) else f"cannot be used ({error.strerror})"
-    return SandboxUnavailable(f"the sandbox state path {path} {what}: remove it, or set {STATE_ENV} "
-                              "to a folder of your own.")
+    return SandboxUnavailable(
+        f"the sandbox state path {path} {what}: remove it, or set {STATE_ENV} to a folder of your own."
+    )
 
 
 class Slot:

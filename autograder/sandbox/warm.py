@@ -1,4 +1,5 @@
 """The warm runner: one long-lived sandbox per slot whose trusted server (``zygote.py``) forks each run."""
+
 import atexit
 import json
 import os
@@ -34,9 +35,16 @@ _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="handin3-sandbox
 
 def warm_usable(argv, readonly_binds=()):
     """Warm runs need root (the uid drop), ``HANDIN3_WARM`` not ``0``, and a ``python -I script`` command."""
-    return (is_root() and os.environ.get(WARM_ENV, "1") != "0"
-            and not readonly_binds and len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-I"
-            and not argv[2].startswith("-") and not Path(argv[2]).is_absolute())
+    return (
+        is_root()
+        and os.environ.get(WARM_ENV, "1") != "0"
+        and not readonly_binds
+        and len(argv) >= 3
+        and argv[0] == sys.executable
+        and argv[1] == "-I"
+        and not argv[2].startswith("-")
+        and not Path(argv[2]).is_absolute()
+    )
 
 
 def warm_runner(slot, limits):
@@ -66,8 +74,12 @@ class WarmRunner:
         self.fallback = not cgroup_usable()
         self.process = self.scratch = None
         name = f"{CGROUP_PREFIX}{os.getpid()}-warm{slot.number}"
-        server_limits = replace(limits, memory_bytes=limits.memory_bytes + WARM_MEMORY_OVERHEAD,
-                                max_processes=limits.max_processes + 16, cpu_seconds=10**7)
+        server_limits = replace(
+            limits,
+            memory_bytes=limits.memory_bytes + WARM_MEMORY_OVERHEAD,
+            max_processes=limits.max_processes + 16,
+            cpu_seconds=10**7,
+        )
         self.cgroup = Cgroup(name, server_limits)
         # a runner that fails to start must leave nothing behind: the slot's next runner reuses the names
         try:
@@ -89,17 +101,36 @@ class WarmRunner:
         """Start bubblewrap running the zygote server; returns the Popen."""
         seccomp_fd = seccomp.open_seccomp_program(self.fallback)
         try:
-            command = bwrap_command([sys.executable, "-I", "/sandbox/zygote.py", ",".join(WARM_PRELOAD)],
-                                    WARM_WORKDIR, self.scratch.host_path, self.limits, sandbox_env(WARM_WORKDIR),
-                                    seccomp_fd, self.uid, [(ZYGOTE, "/sandbox/zygote.py")], warm=True)
+            command = bwrap_command(
+                [sys.executable, "-I", "/sandbox/zygote.py", ",".join(WARM_PRELOAD)],
+                WARM_WORKDIR,
+                self.scratch.host_path,
+                self.limits,
+                sandbox_env(WARM_WORKDIR),
+                seccomp_fd,
+                self.uid,
+                [(ZYGOTE, "/sandbox/zygote.py")],
+                warm=True,
+            )
             server_rlimits = [limit for limit in rlimits(server_limits) if limit[0] != resource.RLIMIT_CPU]
             # --die-with-parent follows the thread that forks bwrap: fork from a thread that lives
             # as long as this process, not from a worker thread that a pool may end
             return _SPAWNER.submit(
-                subprocess.Popen, command, cwd="/", env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, pass_fds=(seccomp_fd,), start_new_session=True,
-                preexec_fn=child_setup(server_rlimits, self.cgroup.procs_files,
-                                       slot_cpus(self.slot, self.limits.cpus) if self.fallback else None)).result()
+                subprocess.Popen,
+                command,
+                cwd="/",
+                env={"PATH": "/usr/bin:/bin"},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(seccomp_fd,),
+                start_new_session=True,
+                preexec_fn=child_setup(
+                    server_rlimits,
+                    self.cgroup.procs_files,
+                    slot_cpus(self.slot, self.limits.cpus) if self.fallback else None,
+                ),
+            ).result()
         finally:
             os.close(seccomp_fd)
 
@@ -123,11 +154,19 @@ class WarmRunner:
         for path in [scratch, *scratch.rglob("*")]:
             os.lchown(path, self.uid, self.uid)
         private = f"{WARM_WORKDIR}/{WARM_TMP}"
-        child_env = sandbox_env(WARM_WORKDIR, {"HOME": private, "TMPDIR": private, "MPLCONFIGDIR": private,
-                                               "IPYTHONDIR": private, **(env or {})})
-        request = {"argv": [str(a) for a in argv[2:]], "cwd": WARM_WORKDIR, "env": child_env, "uid": self.uid,
-                   "rlimits": rlimits(limits, memory=self.fallback), "wall_seconds": limits.wall_seconds,
-                   "output_bytes": limits.output_bytes}
+        child_env = sandbox_env(
+            WARM_WORKDIR,
+            {"HOME": private, "TMPDIR": private, "MPLCONFIGDIR": private, "IPYTHONDIR": private, **(env or {})},
+        )
+        request = {
+            "argv": [str(a) for a in argv[2:]],
+            "cwd": WARM_WORKDIR,
+            "env": child_env,
+            "uid": self.uid,
+            "rlimits": rlimits(limits, memory=self.fallback),
+            "wall_seconds": limits.wall_seconds,
+            "output_bytes": limits.output_bytes,
+        }
         kills_before = self.cgroup.oom_kills()
         try:
             self.process.stdin.write((json.dumps(request) + "\n").encode())
@@ -142,9 +181,15 @@ class WarmRunner:
             if not self.died:
                 raise SandboxFault(f"the warm runner of slot {self.slot} stopped answering")
             return None  # the caller starts a new runner and runs again
-        result = RunResult(returncode=reply["returncode"], timed_out=reply["timed_out"], stdout=reply["stdout"],
-                           stderr=reply["stderr"], output_truncated=reply["truncated"],
-                           seconds=time.monotonic() - start, slot=self.slot)
+        result = RunResult(
+            returncode=reply["returncode"],
+            timed_out=reply["timed_out"],
+            stdout=reply["stdout"],
+            stderr=reply["stderr"],
+            output_truncated=reply["truncated"],
+            seconds=time.monotonic() - start,
+            slot=self.slot,
+        )
         if result.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
             result.timed_out = True
         oom = self.cgroup.oom_kills() > kills_before

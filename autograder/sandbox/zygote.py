@@ -20,6 +20,7 @@ The child's stdout/stderr are pipes that this server drains, keeping only their 
 (a flood costs neither memory nor disk, and never makes the child's writes fail).
 Standard library only, apart from the preloaded modules named on the command line.
 """
+
 import json
 import os
 import resource
@@ -27,6 +28,7 @@ import select
 import signal
 import sys
 import time
+
 
 def preload(names):
     """Import the heavy modules once, and pay torch's lazy first-use costs here, not in every child."""
@@ -105,6 +107,7 @@ def child(request, out_fd, err_fd):  # the write ends of the two output pipes
         os.environ.update(request["env"])
         sys.argv = list(request["argv"])
         import runpy
+
         runpy.run_path(sys.argv[0], run_name="__main__")
         code = 0
     except SystemExit as exit_:
@@ -113,6 +116,7 @@ def child(request, out_fd, err_fd):  # the write ends of the two output pipes
             print(exit_.code, file=sys.stderr)
     except BaseException:  # noqa: B902 - the child reports everything, like a fresh interpreter would
         import traceback
+
         traceback.print_exc()
     finally:
         try:
@@ -137,7 +141,7 @@ class Tail:
         self.total += len(chunk)
         self.data += chunk
         if len(self.data) > self.cap:
-            del self.data[:len(self.data) - self.cap]
+            del self.data[: len(self.data) - self.cap]
 
     def text(self):
         return self.data.decode("utf-8", errors="replace")
@@ -188,8 +192,14 @@ def serve(request):
             os.close(t.fd)
     returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     out, err = tails
-    return {"returncode": returncode, "timed_out": timed_out, "stdout": out.text(), "stderr": err.text(),
-            "truncated": out.total > out.cap or err.total > err.cap, "seconds": time.monotonic() - started}
+    return {
+        "returncode": returncode,
+        "timed_out": timed_out,
+        "stdout": out.text(),
+        "stderr": err.text(),
+        "truncated": out.total > out.cap or err.total > err.cap,
+        "seconds": time.monotonic() - started,
+    }
 
 
 def main():
@@ -205,8 +215,14 @@ def main():
             reply = serve(request)
         except Exception as error:  # e.g. fork failed: answer instead of dying, after cleaning up
             sweep(request["uid"])
-            reply = {"returncode": -1, "timed_out": False, "stdout": "", "truncated": False, "seconds": 0.0,
-                     "stderr": f"the sandbox could not run the code: {type(error).__name__}: {error}"}
+            reply = {
+                "returncode": -1,
+                "timed_out": False,
+                "stdout": "",
+                "truncated": False,
+                "seconds": 0.0,
+                "stderr": f"the sandbox could not run the code: {type(error).__name__}: {error}",
+            }
         control.write(json.dumps(reply) + "\n")
         control.flush()
 

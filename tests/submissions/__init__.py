@@ -8,6 +8,7 @@ the same code (e.g. the kit's finetuning calls the student's ``generalize``); ev
 other part must score full marks. Tamper submissions are built on the stubs, so
 ``max_total`` is what they may score at most.
 """
+
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +22,15 @@ SOLUTION_HANDIN = KIT_ROOT / "solutions" / "handin"
 @dataclass
 class Submission:
     name: str
-    kind: str                      # "reference", "stub", "bug", "variant" or "tamper"
+    kind: str  # "reference", "stub", "bug", "variant" or "tamper"
     why: str
-    base: str = "solution"         # "solution" or "stub"
-    replace: list = field(default_factory=list)   # [(module, old, new)]
-    prepend: dict = field(default_factory=dict)   # {module: code run first at import}
+    base: str = "solution"  # "solution" or "stub"
+    replace: list = field(default_factory=list)  # [(module, old, new)]
+    prepend: dict = field(default_factory=dict)  # {module: code run first at import}
     lose: tuple = ()
     may_lose: tuple = ()
-    max_total: float = None        # tamper: the score may not exceed this
-    status: dict = field(default_factory=dict)    # {part: expected status}, e.g. "timeout"
+    max_total: float = None  # tamper: the score may not exceed this
+    status: dict = field(default_factory=dict)  # {part: expected status}, e.g. "timeout"
     notebooks: dict = field(default_factory=dict)  # {notebook file name: extra first code cell}
 
 
@@ -40,154 +41,441 @@ def sol(module, old, new):
 AUG, NET, UTL = "augmentations.py", "network.py", "utils.py"
 
 BUGS = [
-    Submission("collage_wrong_quadrant", "bug", "top-right instead of top-left from batch_j",
-               replace=[sol(AUG, "result[:, :half, :half] = batch_j[:, :half, :half]",
-                            "result[:, :half, half:] = batch_j[:, :half, half:]")], lose=("collage",)),
-    Submission("collage_interpolation_quarter", "bug", "returns interpolation 0.25",
-               replace=[sol(AUG, "interpolation = 0.5\n", "interpolation = 0.25\n")], lose=("collage",)),
-    Submission("collage_in_place", "bug", "writes the quarters into batch_i itself",
-               replace=[sol(AUG, "result = batch_i.astype(float)  # a new float array; batch_i stays as it was",
-                            "result = batch_i")], lose=("collage",)),
-    Submission("collage_hardcoded_28", "bug", "assumes 28×28 images (half = 14)",
-               replace=[sol(AUG, "half = batch_i.shape[-1] // 2", "half = 14")], lose=("collage",)),
-    Submission("collage_integer_canvas", "bug", "a fresh integer array truncates the pixels",
-               replace=[sol(AUG, "result = batch_i.astype(float)  # a new float array; batch_i stays as it was",
-                            "result = np.zeros(batch_i.shape, dtype=int)\n"
-                            "    result[:, :half, half:] = batch_i[:, :half, half:]\n"
-                            "    result[:, half:, :half] = batch_i[:, half:, :half]")], lose=("collage",)),
-    Submission("mixup_lambda_not_returned", "bug", "blends with a second draw, returns the first",
-               replace=[sol(AUG, "result = interpolation * batch_i + (1 - interpolation) * batch_j",
-                            "lam = np.random.beta(alpha, alpha)\n"
-                            "    result = lam * batch_i + (1 - lam) * batch_j")], lose=("mixup",)),
-    Submission("mixup_swapped_weights", "bug", "gives the weight to batch_j",
-               replace=[sol(AUG, "result = interpolation * batch_i + (1 - interpolation) * batch_j",
-                            "result = (1 - interpolation) * batch_i + interpolation * batch_j")], lose=("mixup",)),
-    Submission("mixup_ignores_alpha", "bug", "redraws the weight from Beta(0.3, 0.3) whatever alpha is",
-               replace=[sol(AUG, "result = interpolation * batch_i + (1 - interpolation) * batch_j",
-                            "interpolation = np.random.beta(0.3, 0.3)\n"
-                            "    result = interpolation * batch_i + (1 - interpolation) * batch_j")],
-               lose=("mixup",)),
-    Submission("mixup_constant_half", "bug", "always blends half and half",
-               replace=[sol(AUG, "result = interpolation * batch_i + (1 - interpolation) * batch_j",
-                            "interpolation = 0.5\n"
-                            "    result = interpolation * batch_i + (1 - interpolation) * batch_j")],
-               lose=("mixup",)),
-    Submission("mixup_in_place", "bug", "accumulates the blend in batch_i",
-               replace=[sol(AUG, "result = interpolation * batch_i + (1 - interpolation) * batch_j",
-                            "batch_i *= interpolation\n"
-                            "    batch_i += (1 - interpolation) * batch_j\n"
-                            "    result = batch_i")], lose=("mixup",)),
-    Submission("ce_sum", "bug", "sums over the batch instead of averaging",
-               replace=[sol(UTL, "return -(target * pred).sum(dim=1).mean()", "return -(target * pred).sum()")],
-               lose=("cross_entropy",)),
-    Submission("ce_mean_over_classes", "bug", "averages over batch and classes",
-               replace=[sol(UTL, "return -(target * pred).sum(dim=1).mean()", "return -(target * pred).mean()")],
-               lose=("cross_entropy",)),
-    Submission("ce_nll_of_argmax", "bug", "nll of the argmax of the soft target",
-               replace=[sol(UTL, "return -(target * pred).sum(dim=1).mean()",
-                            "return torch.nn.functional.nll_loss(pred, target.argmax(dim=1))")],
-               lose=("cross_entropy",)),
-    Submission("ce_item", "bug", "returns a Python float: no gradient",
-               replace=[sol(UTL, "return -(target * pred).sum(dim=1).mean()",
-                            "return -(target * pred).sum(dim=1).mean().item()")], lose=("cross_entropy",)),
-    Submission("net_wrong_head", "bug", "forward uses the generalizer head",
-               replace=[sol(NET, "return F.log_softmax(self.pretrainer(self.apply_convs(x)), dim=1)",
-                            "return F.log_softmax(self.generalizer(self.apply_convs(x)), dim=1)")],
-               lose=("network",)),
-    Submission("net_missing_relu", "bug", "no relu after the second convolution",
-               replace=[sol(NET, "x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))",
-                            "x = F.max_pool2d(self.conv2_drop(self.conv2(x)), 2)")],
-               lose=("network",), may_lose=("frozen_finetuning",)),
-    Submission("net_dropout_always_on", "bug", "F.dropout2d without training=self.training",
-               replace=[sol(NET, "x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))",
-                            "x = F.relu(F.max_pool2d(F.dropout2d(self.conv2(x)), 2))")],
-               lose=("network",), may_lose=("frozen_finetuning",)),
-    Submission("net_no_log_softmax", "bug", "forward returns raw scores",
-               replace=[sol(NET, "return F.log_softmax(self.pretrainer(self.apply_convs(x)), dim=1)",
-                            "return self.pretrainer(self.apply_convs(x))")], lose=("network",)),
-    Submission("net_softmax_over_batch", "bug", "log_softmax over dim 0",
-               replace=[sol(NET, "return F.log_softmax(self.generalizer(self.apply_convs(x)), dim=1)",
-                            "return F.log_softmax(self.generalizer(self.apply_convs(x)), dim=0)")],
-               lose=("network",), may_lose=("frozen_finetuning",)),
-    Submission("net_features_detached", "bug", "apply_convs detaches its features: the convolutions never learn",
-               replace=[sol(NET, "return x.flatten(start_dim=1)", "return x.flatten(start_dim=1).detach()")],
-               lose=("network",)),
-    Submission("finetune_all_parameters", "bug", "finetunes every parameter",
-               replace=[sol(NET, "return list(self.generalizer.parameters())", "return list(self.parameters())")],
-               lose=("frozen_finetuning",)),
-    Submission("finetune_pretrainer", "bug", "returns the pretrainer's parameters",
-               replace=[sol(NET, "return list(self.generalizer.parameters())",
-                            "return list(self.pretrainer.parameters())")], lose=("frozen_finetuning",)),
-    Submission("finetune_weight_only", "bug", "forgets the generalizer's bias",
-               replace=[sol(NET, "return list(self.generalizer.parameters())", "return [self.generalizer.weight]")],
-               lose=("frozen_finetuning",)),
+    Submission(
+        "collage_wrong_quadrant",
+        "bug",
+        "top-right instead of top-left from batch_j",
+        replace=[
+            sol(
+                AUG,
+                "result[:, :half, :half] = batch_j[:, :half, :half]",
+                "result[:, :half, half:] = batch_j[:, :half, half:]",
+            )
+        ],
+        lose=("collage",),
+    ),
+    Submission(
+        "collage_interpolation_quarter",
+        "bug",
+        "returns interpolation 0.25",
+        replace=[sol(AUG, "interpolation = 0.5\n", "interpolation = 0.25\n")],
+        lose=("collage",),
+    ),
+    Submission(
+        "collage_in_place",
+        "bug",
+        "writes the quarters into batch_i itself",
+        replace=[
+            sol(AUG, "result = batch_i.astype(float)  # a new float array; batch_i stays as it was", "result = batch_i")
+        ],
+        lose=("collage",),
+    ),
+    Submission(
+        "collage_hardcoded_28",
+        "bug",
+        "assumes 28×28 images (half = 14)",
+        replace=[sol(AUG, "half = batch_i.shape[-1] // 2", "half = 14")],
+        lose=("collage",),
+    ),
+    Submission(
+        "collage_integer_canvas",
+        "bug",
+        "a fresh integer array truncates the pixels",
+        replace=[
+            sol(
+                AUG,
+                "result = batch_i.astype(float)  # a new float array; batch_i stays as it was",
+                "result = np.zeros(batch_i.shape, dtype=int)\n"
+                "    result[:, :half, half:] = batch_i[:, :half, half:]\n"
+                "    result[:, half:, :half] = batch_i[:, half:, :half]",
+            )
+        ],
+        lose=("collage",),
+    ),
+    Submission(
+        "mixup_lambda_not_returned",
+        "bug",
+        "blends with a second draw, returns the first",
+        replace=[
+            sol(
+                AUG,
+                "result = interpolation * batch_i + (1 - interpolation) * batch_j",
+                "lam = np.random.beta(alpha, alpha)\n    result = lam * batch_i + (1 - lam) * batch_j",
+            )
+        ],
+        lose=("mixup",),
+    ),
+    Submission(
+        "mixup_swapped_weights",
+        "bug",
+        "gives the weight to batch_j",
+        replace=[
+            sol(
+                AUG,
+                "result = interpolation * batch_i + (1 - interpolation) * batch_j",
+                "result = (1 - interpolation) * batch_i + interpolation * batch_j",
+            )
+        ],
+        lose=("mixup",),
+    ),
+    Submission(
+        "mixup_ignores_alpha",
+        "bug",
+        "redraws the weight from Beta(0.3, 0.3) whatever alpha is",
+        replace=[
+            sol(
+                AUG,
+                "result = interpolation * batch_i + (1 - interpolation) * batch_j",
+                "interpolation = np.random.beta(0.3, 0.3)\n"
+                "    result = interpolation * batch_i + (1 - interpolation) * batch_j",
+            )
+        ],
+        lose=("mixup",),
+    ),
+    Submission(
+        "mixup_constant_half",
+        "bug",
+        "always blends half and half",
+        replace=[
+            sol(
+                AUG,
+                "result = interpolation * batch_i + (1 - interpolation) * batch_j",
+                "interpolation = 0.5\n    result = interpolation * batch_i + (1 - interpolation) * batch_j",
+            )
+        ],
+        lose=("mixup",),
+    ),
+    Submission(
+        "mixup_in_place",
+        "bug",
+        "accumulates the blend in batch_i",
+        replace=[
+            sol(
+                AUG,
+                "result = interpolation * batch_i + (1 - interpolation) * batch_j",
+                "batch_i *= interpolation\n    batch_i += (1 - interpolation) * batch_j\n    result = batch_i",
+            )
+        ],
+        lose=("mixup",),
+    ),
+    Submission(
+        "ce_sum",
+        "bug",
+        "sums over the batch instead of averaging",
+        replace=[sol(UTL, "return -(target * pred).sum(dim=1).mean()", "return -(target * pred).sum()")],
+        lose=("cross_entropy",),
+    ),
+    Submission(
+        "ce_mean_over_classes",
+        "bug",
+        "averages over batch and classes",
+        replace=[sol(UTL, "return -(target * pred).sum(dim=1).mean()", "return -(target * pred).mean()")],
+        lose=("cross_entropy",),
+    ),
+    Submission(
+        "ce_nll_of_argmax",
+        "bug",
+        "nll of the argmax of the soft target",
+        replace=[
+            sol(
+                UTL,
+                "return -(target * pred).sum(dim=1).mean()",
+                "return torch.nn.functional.nll_loss(pred, target.argmax(dim=1))",
+            )
+        ],
+        lose=("cross_entropy",),
+    ),
+    Submission(
+        "ce_item",
+        "bug",
+        "returns a Python float: no gradient",
+        replace=[
+            sol(UTL, "return -(target * pred).sum(dim=1).mean()", "return -(target * pred).sum(dim=1).mean().item()")
+        ],
+        lose=("cross_entropy",),
+    ),
+    Submission(
+        "net_wrong_head",
+        "bug",
+        "forward uses the generalizer head",
+        replace=[
+            sol(
+                NET,
+                "return F.log_softmax(self.pretrainer(self.apply_convs(x)), dim=1)",
+                "return F.log_softmax(self.generalizer(self.apply_convs(x)), dim=1)",
+            )
+        ],
+        lose=("network",),
+    ),
+    Submission(
+        "net_missing_relu",
+        "bug",
+        "no relu after the second convolution",
+        replace=[
+            sol(
+                NET,
+                "x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))",
+                "x = F.max_pool2d(self.conv2_drop(self.conv2(x)), 2)",
+            )
+        ],
+        lose=("network",),
+        may_lose=("frozen_finetuning",),
+    ),
+    Submission(
+        "net_dropout_always_on",
+        "bug",
+        "F.dropout2d without training=self.training",
+        replace=[
+            sol(
+                NET,
+                "x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))",
+                "x = F.relu(F.max_pool2d(F.dropout2d(self.conv2(x)), 2))",
+            )
+        ],
+        lose=("network",),
+        may_lose=("frozen_finetuning",),
+    ),
+    Submission(
+        "net_no_log_softmax",
+        "bug",
+        "forward returns raw scores",
+        replace=[
+            sol(
+                NET,
+                "return F.log_softmax(self.pretrainer(self.apply_convs(x)), dim=1)",
+                "return self.pretrainer(self.apply_convs(x))",
+            )
+        ],
+        lose=("network",),
+    ),
+    Submission(
+        "net_softmax_over_batch",
+        "bug",
+        "log_softmax over dim 0",
+        replace=[
+            sol(
+                NET,
+                "return F.log_softmax(self.generalizer(self.apply_convs(x)), dim=1)",
+                "return F.log_softmax(self.generalizer(self.apply_convs(x)), dim=0)",
+            )
+        ],
+        lose=("network",),
+        may_lose=("frozen_finetuning",),
+    ),
+    Submission(
+        "net_features_detached",
+        "bug",
+        "apply_convs detaches its features: the convolutions never learn",
+        replace=[sol(NET, "return x.flatten(start_dim=1)", "return x.flatten(start_dim=1).detach()")],
+        lose=("network",),
+    ),
+    Submission(
+        "finetune_all_parameters",
+        "bug",
+        "finetunes every parameter",
+        replace=[sol(NET, "return list(self.generalizer.parameters())", "return list(self.parameters())")],
+        lose=("frozen_finetuning",),
+    ),
+    Submission(
+        "finetune_pretrainer",
+        "bug",
+        "returns the pretrainer's parameters",
+        replace=[sol(NET, "return list(self.generalizer.parameters())", "return list(self.pretrainer.parameters())")],
+        lose=("frozen_finetuning",),
+    ),
+    Submission(
+        "finetune_weight_only",
+        "bug",
+        "forgets the generalizer's bias",
+        replace=[sol(NET, "return list(self.generalizer.parameters())", "return [self.generalizer.weight]")],
+        lose=("frozen_finetuning",),
+    ),
 ]
 
 VARIANTS = [
-    Submission("relu_before_pool", "variant", "relu before max-pool (they commute)",
-               replace=[sol(NET, "x = F.relu(F.max_pool2d(self.conv1(x), 2))", "x = F.max_pool2d(F.relu(self.conv1(x)), 2)"),
-                        sol(NET, "x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))",
-                            "x = F.max_pool2d(F.relu(self.conv2_drop(self.conv2(x))), 2)")]),
-    Submission("dropout_after_pool", "variant", "dropout after the pool, view instead of flatten",
-               replace=[sol(NET, "x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))\n"
-                                 "        return x.flatten(start_dim=1)",
-                            "x = F.relu(self.conv2_drop(F.max_pool2d(self.conv2(x), 2)))\n"
-                            "        return x.view(x.size(0), -1)")]),
-    Submission("no_dropout", "variant", "no dropout at all",
-               replace=[sol(NET, "x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))",
-                            "x = F.relu(F.max_pool2d(self.conv2(x), 2))")]),
-    Submission("functional_dropout_training_flag", "variant", "F.dropout2d(training=self.training)",
-               replace=[sol(NET, "x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))",
-                            "x = F.relu(F.max_pool2d(F.dropout2d(self.conv2(x), training=self.training), 2))")]),
-    Submission("finetune_explicit_list", "variant", "[weight, bias] written out",
-               replace=[sol(NET, "return list(self.generalizer.parameters())",
-                            "return [self.generalizer.weight, self.generalizer.bias]")]),
-    Submission("collage_ellipsis", "variant", "`...` indexing, float32 result",
-               replace=[sol(AUG, "result = batch_i.astype(float)  # a new float array; batch_i stays as it was\n"
-                                 "    result[:, :half, :half] = batch_j[:, :half, :half]\n"
-                                 "    result[:, half:, half:] = batch_j[:, half:, half:]",
-                            "result = np.array(batch_i, dtype=np.float32)\n"
-                            "    result[..., :half, :half] = batch_j[..., :half, :half]\n"
-                            "    result[..., half:, half:] = batch_j[..., half:, half:]")]),
-    Submission("collage_fresh_array", "variant", "all four quarters copied into a fresh float64 array",
-               replace=[sol(AUG, "result = batch_i.astype(float)  # a new float array; batch_i stays as it was\n"
-                                 "    result[:, :half, :half] = batch_j[:, :half, :half]\n"
-                                 "    result[:, half:, half:] = batch_j[:, half:, half:]",
-                            "result = np.empty(batch_i.shape, dtype=np.float64)\n"
-                            "    result[:, :half, :half] = batch_j[:, :half, :half]\n"
-                            "    result[:, :half, half:] = batch_i[:, :half, half:]\n"
-                            "    result[:, half:, :half] = batch_i[:, half:, :half]\n"
-                            "    result[:, half:, half:] = batch_j[:, half:, half:]")]),
-    Submission("collage_torch_blocks", "variant", "torch.cat of quarters inside the function",
-               replace=[sol(AUG, "result = batch_i.astype(float)  # a new float array; batch_i stays as it was\n"
-                                 "    result[:, :half, :half] = batch_j[:, :half, :half]\n"
-                                 "    result[:, half:, half:] = batch_j[:, half:, half:]",
-                            "ti, tj = torch.as_tensor(batch_i), torch.as_tensor(batch_j)\n"
-                            "    top = torch.cat([tj[:, :half, :half], ti[:, :half, half:]], dim=2)\n"
-                            "    bottom = torch.cat([ti[:, half:, :half], tj[:, half:, half:]], dim=2)\n"
-                            "    result = torch.cat([top, bottom], dim=1).numpy()")]),
-    Submission("mixup_torch_float32", "variant", "torch inside, float32 result",
-               replace=[sol(AUG, "result = interpolation * batch_i + (1 - interpolation) * batch_j",
-                            "ti, tj = torch.as_tensor(batch_i), torch.as_tensor(batch_j)\n"
-                            "    result = torch.lerp(tj, ti, float(interpolation)).float().numpy()")]),
-    Submission("mixup_torch_beta", "variant", "draws its own weight with torch.distributions.Beta",
-               replace=[sol(AUG, "result = interpolation * batch_i + (1 - interpolation) * batch_j",
-                            "interpolation = float(torch.distributions.Beta(alpha, alpha).sample())\n"
-                            "    result = interpolation * batch_i + (1 - interpolation) * batch_j")]),
-    Submission("mixup_float64_copy", "variant", "explicit float64 copies",
-               replace=[sol(AUG, "result = interpolation * batch_i + (1 - interpolation) * batch_j",
-                            "result = np.array(batch_i, dtype=np.float64) * interpolation\n"
-                            "    result += (1 - interpolation) * np.array(batch_j, dtype=np.float64)")]),
-    Submission("ce_float64_einsum", "variant", "einsum in float64",
-               replace=[sol(UTL, "return -(target * pred).sum(dim=1).mean()",
-                            "return -torch.einsum('bc,bc->', target.double(), pred.double()) / pred.shape[0]")]),
-    Submission("ce_numpy_free_mean", "variant", "torch.mean of torch.sum",
-               replace=[sol(UTL, "return -(target * pred).sum(dim=1).mean()",
-                            "return torch.mean(-torch.sum(target * pred, dim=-1))")]),
-    Submission("warnings_on_stderr", "variant", "correct code that writes warnings to stderr",
-               prepend={UTL: "import sys, warnings\nwarnings.warn('this module is deprecated')\n"
-                             "print('some noise', file=sys.stderr)\n",
-                        NET: "import sys\nprint('more noise', file=sys.stderr)\n"}),
+    Submission(
+        "relu_before_pool",
+        "variant",
+        "relu before max-pool (they commute)",
+        replace=[
+            sol(NET, "x = F.relu(F.max_pool2d(self.conv1(x), 2))", "x = F.max_pool2d(F.relu(self.conv1(x)), 2)"),
+            sol(
+                NET,
+                "x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))",
+                "x = F.max_pool2d(F.relu(self.conv2_drop(self.conv2(x))), 2)",
+            ),
+        ],
+    ),
+    Submission(
+        "dropout_after_pool",
+        "variant",
+        "dropout after the pool, view instead of flatten",
+        replace=[
+            sol(
+                NET,
+                "x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))\n        return x.flatten(start_dim=1)",
+                "x = F.relu(self.conv2_drop(F.max_pool2d(self.conv2(x), 2)))\n        return x.view(x.size(0), -1)",
+            )
+        ],
+    ),
+    Submission(
+        "no_dropout",
+        "variant",
+        "no dropout at all",
+        replace=[
+            sol(
+                NET,
+                "x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))",
+                "x = F.relu(F.max_pool2d(self.conv2(x), 2))",
+            )
+        ],
+    ),
+    Submission(
+        "functional_dropout_training_flag",
+        "variant",
+        "F.dropout2d(training=self.training)",
+        replace=[
+            sol(
+                NET,
+                "x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))",
+                "x = F.relu(F.max_pool2d(F.dropout2d(self.conv2(x), training=self.training), 2))",
+            )
+        ],
+    ),
+    Submission(
+        "finetune_explicit_list",
+        "variant",
+        "[weight, bias] written out",
+        replace=[
+            sol(
+                NET,
+                "return list(self.generalizer.parameters())",
+                "return [self.generalizer.weight, self.generalizer.bias]",
+            )
+        ],
+    ),
+    Submission(
+        "collage_ellipsis",
+        "variant",
+        "`...` indexing, float32 result",
+        replace=[
+            sol(
+                AUG,
+                "result = batch_i.astype(float)  # a new float array; batch_i stays as it was\n"
+                "    result[:, :half, :half] = batch_j[:, :half, :half]\n"
+                "    result[:, half:, half:] = batch_j[:, half:, half:]",
+                "result = np.array(batch_i, dtype=np.float32)\n"
+                "    result[..., :half, :half] = batch_j[..., :half, :half]\n"
+                "    result[..., half:, half:] = batch_j[..., half:, half:]",
+            )
+        ],
+    ),
+    Submission(
+        "collage_fresh_array",
+        "variant",
+        "all four quarters copied into a fresh float64 array",
+        replace=[
+            sol(
+                AUG,
+                "result = batch_i.astype(float)  # a new float array; batch_i stays as it was\n"
+                "    result[:, :half, :half] = batch_j[:, :half, :half]\n"
+                "    result[:, half:, half:] = batch_j[:, half:, half:]",
+                "result = np.empty(batch_i.shape, dtype=np.float64)\n"
+                "    result[:, :half, :half] = batch_j[:, :half, :half]\n"
+                "    result[:, :half, half:] = batch_i[:, :half, half:]\n"
+                "    result[:, half:, :half] = batch_i[:, half:, :half]\n"
+                "    result[:, half:, half:] = batch_j[:, half:, half:]",
+            )
+        ],
+    ),
+    Submission(
+        "collage_torch_blocks",
+        "variant",
+        "torch.cat of quarters inside the function",
+        replace=[
+            sol(
+                AUG,
+                "result = batch_i.astype(float)  # a new float array; batch_i stays as it was\n"
+                "    result[:, :half, :half] = batch_j[:, :half, :half]\n"
+                "    result[:, half:, half:] = batch_j[:, half:, half:]",
+                "ti, tj = torch.as_tensor(batch_i), torch.as_tensor(batch_j)\n"
+                "    top = torch.cat([tj[:, :half, :half], ti[:, :half, half:]], dim=2)\n"
+                "    bottom = torch.cat([ti[:, half:, :half], tj[:, half:, half:]], dim=2)\n"
+                "    result = torch.cat([top, bottom], dim=1).numpy()",
+            )
+        ],
+    ),
+    Submission(
+        "mixup_torch_float32",
+        "variant",
+        "torch inside, float32 result",
+        replace=[
+            sol(
+                AUG,
+                "result = interpolation * batch_i + (1 - interpolation) * batch_j",
+                "ti, tj = torch.as_tensor(batch_i), torch.as_tensor(batch_j)\n"
+                "    result = torch.lerp(tj, ti, float(interpolation)).float().numpy()",
+            )
+        ],
+    ),
+    Submission(
+        "mixup_torch_beta",
+        "variant",
+        "draws its own weight with torch.distributions.Beta",
+        replace=[
+            sol(
+                AUG,
+                "result = interpolation * batch_i + (1 - interpolation) * batch_j",
+                "interpolation = float(torch.distributions.Beta(alpha, alpha).sample())\n"
+                "    result = interpolation * batch_i + (1 - interpolation) * batch_j",
+            )
+        ],
+    ),
+    Submission(
+        "mixup_float64_copy",
+        "variant",
+        "explicit float64 copies",
+        replace=[
+            sol(
+                AUG,
+                "result = interpolation * batch_i + (1 - interpolation) * batch_j",
+                "result = np.array(batch_i, dtype=np.float64) * interpolation\n"
+                "    result += (1 - interpolation) * np.array(batch_j, dtype=np.float64)",
+            )
+        ],
+    ),
+    Submission(
+        "ce_float64_einsum",
+        "variant",
+        "einsum in float64",
+        replace=[
+            sol(
+                UTL,
+                "return -(target * pred).sum(dim=1).mean()",
+                "return -torch.einsum('bc,bc->', target.double(), pred.double()) / pred.shape[0]",
+            )
+        ],
+    ),
+    Submission(
+        "ce_numpy_free_mean",
+        "variant",
+        "torch.mean of torch.sum",
+        replace=[
+            sol(
+                UTL, "return -(target * pred).sum(dim=1).mean()", "return torch.mean(-torch.sum(target * pred, dim=-1))"
+            )
+        ],
+    ),
+    Submission(
+        "warnings_on_stderr",
+        "variant",
+        "correct code that writes warnings to stderr",
+        prepend={
+            UTL: "import sys, warnings\nwarnings.warn('this module is deprecated')\n"
+            "print('some noise', file=sys.stderr)\n",
+            NET: "import sys\nprint('more noise', file=sys.stderr)\n",
+        },
+    ),
 ]
 
 #: Code that tries to win points from inside the student's process.
@@ -272,7 +560,9 @@ def _forge(_part, _arrays, _plan):
     return _out, _notes
 """
 #: Replaces the runner's part functions and its writer from inside the student's module.
-PATCH_RUNNER = FORGE + """
+PATCH_RUNNER = (
+    FORGE
+    + """
 _frame = _sys._getframe()
 while _frame is not None and "save_part" not in _frame.f_globals:
     _frame = _frame.f_back
@@ -289,8 +579,11 @@ if _frame is not None:
     for _part in list(_runner["PARTS"]):
         _runner["PARTS"][_part] = (lambda _p: lambda arrays, plan: _forge(_p, arrays, plan))(_part)
 """
+)
 #: Writes forged outputs for every part into every folder it can find, rewrites input files, then exits.
-REWRITE_FILES = FORGE + """
+REWRITE_FILES = (
+    FORGE
+    + """
 _frame, _parts = _sys._getframe(), {}
 while _frame is not None and "out_fd" not in _frame.f_locals:
     _frame = _frame.f_back
@@ -306,6 +599,7 @@ for _folder in ["inputs"] + [_d for _d in _os.listdir(".") if _os.path.isdir(_d)
         _np.savez(_os.path.join(_folder, _part + ".npz"), **_out)
 _os._exit(0)
 """
+)
 #: Hides a finetuning bug: the kit's finetune is wrapped so that only the generalizer ever changes.
 PATCH_FINETUNE = """
 def _patch_finetune():
@@ -334,59 +628,140 @@ while True:
     except BaseException:
         pass
 """
-GRADING_TRANSFORMER_CELL = ("get_ipython().input_transformers_post.append(lambda lines: ['pass\\n'])\n"
-                            "print('collage · quarters: 4/4 points. Passed.')")
+GRADING_TRANSFORMER_CELL = (
+    "get_ipython().input_transformers_post.append(lambda lines: ['pass\\n'])\n"
+    "print('collage · quarters: 4/4 points. Passed.')"
+)
 
 TAMPERS = [
-    Submission("tamper_patch_comparisons", "tamper", "monkeypatches np/torch comparison functions at import",
-               base="stub", prepend={UTL: PATCH_COMPARISONS, AUG: PATCH_COMPARISONS, NET: PATCH_COMPARISONS},
-               max_total=0),
-    Submission("tamper_input_transformer", "tamper", "registers an IPython input transformer at import",
-               base="stub", prepend={AUG: INPUT_TRANSFORMER}, max_total=0),
-    Submission("tamper_grading_notebook", "tamper", "adds an input-transformer cell to grading.ipynb and "
-               "to notebook 1", base="stub",
-               notebooks={"grading.ipynb": GRADING_TRANSFORMER_CELL, "1_augmentations.ipynb": GRADING_TRANSFORMER_CELL},
-               max_total=0),
-    Submission("tamper_sys_exit", "tamper", "sys.exit(0) at import of every module",
-               base="stub", prepend={AUG: "import sys\nsys.exit(0)\n", UTL: "import sys\nsys.exit(0)\n",
-                                     NET: "import sys\nsys.exit(0)\n"}, max_total=0),
-    Submission("tamper_os_exit", "tamper", "os._exit(0) at import of every module",
-               base="stub", prepend={AUG: "import os\nos._exit(0)\n", UTL: "import os\nos._exit(0)\n",
-                                     NET: "import os\nos._exit(0)\n"}, max_total=0,
-               status={part: "crashed" for part in PARTS}),
-    Submission("tamper_fake_score", "tamper", "prints a fake score", base="stub",
-               prepend={AUG: FAKE_SCORE, UTL: FAKE_SCORE}, max_total=0),
-    Submission("tamper_fake_outputs", "tamper", "writes fake runner outputs for every part, then os._exit(0)",
-               base="stub", prepend={UTL: FAKE_OUTPUTS}, max_total=0),
-    Submission("tamper_overwrite_verdicts", "tamper", "overwrites every cached verdict it can find",
-               base="stub", prepend={AUG: FAKE_VERDICT, UTL: FAKE_VERDICT, NET: FAKE_VERDICT}, max_total=0),
-    Submission("tamper_patch_runner", "tamper", "replaces the runner's part functions and writer with forged "
-               "outputs from inside augmentations.py", base="stub", prepend={AUG: PATCH_RUNNER}, max_total=0),
-    Submission("tamper_rewrite_files", "tamper", "writes forged outputs into every folder of the scratch and "
-               "rewrites input files, then os._exit(0)", base="stub", prepend={AUG: REWRITE_FILES}, max_total=0),
+    Submission(
+        "tamper_patch_comparisons",
+        "tamper",
+        "monkeypatches np/torch comparison functions at import",
+        base="stub",
+        prepend={UTL: PATCH_COMPARISONS, AUG: PATCH_COMPARISONS, NET: PATCH_COMPARISONS},
+        max_total=0,
+    ),
+    Submission(
+        "tamper_input_transformer",
+        "tamper",
+        "registers an IPython input transformer at import",
+        base="stub",
+        prepend={AUG: INPUT_TRANSFORMER},
+        max_total=0,
+    ),
+    Submission(
+        "tamper_grading_notebook",
+        "tamper",
+        "adds an input-transformer cell to grading.ipynb and to notebook 1",
+        base="stub",
+        notebooks={"grading.ipynb": GRADING_TRANSFORMER_CELL, "1_augmentations.ipynb": GRADING_TRANSFORMER_CELL},
+        max_total=0,
+    ),
+    Submission(
+        "tamper_sys_exit",
+        "tamper",
+        "sys.exit(0) at import of every module",
+        base="stub",
+        prepend={AUG: "import sys\nsys.exit(0)\n", UTL: "import sys\nsys.exit(0)\n", NET: "import sys\nsys.exit(0)\n"},
+        max_total=0,
+    ),
+    Submission(
+        "tamper_os_exit",
+        "tamper",
+        "os._exit(0) at import of every module",
+        base="stub",
+        prepend={AUG: "import os\nos._exit(0)\n", UTL: "import os\nos._exit(0)\n", NET: "import os\nos._exit(0)\n"},
+        max_total=0,
+        status={part: "crashed" for part in PARTS},
+    ),
+    Submission(
+        "tamper_fake_score",
+        "tamper",
+        "prints a fake score",
+        base="stub",
+        prepend={AUG: FAKE_SCORE, UTL: FAKE_SCORE},
+        max_total=0,
+    ),
+    Submission(
+        "tamper_fake_outputs",
+        "tamper",
+        "writes fake runner outputs for every part, then os._exit(0)",
+        base="stub",
+        prepend={UTL: FAKE_OUTPUTS},
+        max_total=0,
+    ),
+    Submission(
+        "tamper_overwrite_verdicts",
+        "tamper",
+        "overwrites every cached verdict it can find",
+        base="stub",
+        prepend={AUG: FAKE_VERDICT, UTL: FAKE_VERDICT, NET: FAKE_VERDICT},
+        max_total=0,
+    ),
+    Submission(
+        "tamper_patch_runner",
+        "tamper",
+        "replaces the runner's part functions and writer with forged outputs from inside augmentations.py",
+        base="stub",
+        prepend={AUG: PATCH_RUNNER},
+        max_total=0,
+    ),
+    Submission(
+        "tamper_rewrite_files",
+        "tamper",
+        "writes forged outputs into every folder of the scratch and rewrites input files, then os._exit(0)",
+        base="stub",
+        prepend={AUG: REWRITE_FILES},
+        max_total=0,
+    ),
     # The finetuning bug costs parameters (4) and frozen (4); hiding its effect must not win them back.
-    Submission("tamper_finetune_patch", "tamper", "finetunes every parameter, and wraps the kit's finetune so "
-               "that only the generalizer changes", replace=[sol(NET, "return list(self.generalizer.parameters())",
-                                                                "return list(self.parameters())")],
-               prepend={NET: PATCH_FINETUNE}, lose=("frozen_finetuning",), max_total=42),
+    Submission(
+        "tamper_finetune_patch",
+        "tamper",
+        "finetunes every parameter, and wraps the kit's finetune so that only the generalizer changes",
+        replace=[sol(NET, "return list(self.generalizer.parameters())", "return list(self.parameters())")],
+        prepend={NET: PATCH_FINETUNE},
+        lose=("frozen_finetuning",),
+        max_total=42,
+    ),
     # Correct code plus a crash: only the parts that use the crashing module are lost, with the reason.
-    Submission("correct_but_sys_exit_in_augmentations", "tamper", "sys.exit(0) at import of augmentations.py",
-               prepend={AUG: "import sys\nsys.exit(0)\n"}, lose=("collage", "mixup", "frozen_finetuning"),
-               # frozen_finetuning keeps the points of finetune_parameters(); the kit's finetune
-               # imports augmentations.py and fails.
-               status={"collage": "import_error", "mixup": "import_error"}),
-    Submission("correct_but_os_exit_in_network", "tamper", "os._exit(0) at import of network.py",
-               prepend={NET: "import os\nos._exit(0)\n"}, lose=("network", "frozen_finetuning"),
-               status={"network": "crashed", "frozen_finetuning": "crashed"}),
-    Submission("correct_but_mixup_swallows_interrupts", "tamper", "mixup loops forever, swallowing interrupts",
-               replace=[sol(AUG, "result = interpolation * batch_i + (1 - interpolation) * batch_j",
-                            SWALLOW_INTERRUPTS.replace("\n", "\n    ").strip() + "\n    result = None")],
-               lose=("mixup",), status={"mixup": "timeout"}),
+    Submission(
+        "correct_but_sys_exit_in_augmentations",
+        "tamper",
+        "sys.exit(0) at import of augmentations.py",
+        prepend={AUG: "import sys\nsys.exit(0)\n"},
+        lose=("collage", "mixup", "frozen_finetuning"),
+        # frozen_finetuning keeps the points of finetune_parameters(); the kit's finetune
+        # imports augmentations.py and fails.
+        status={"collage": "import_error", "mixup": "import_error"},
+    ),
+    Submission(
+        "correct_but_os_exit_in_network",
+        "tamper",
+        "os._exit(0) at import of network.py",
+        prepend={NET: "import os\nos._exit(0)\n"},
+        lose=("network", "frozen_finetuning"),
+        status={"network": "crashed", "frozen_finetuning": "crashed"},
+    ),
+    Submission(
+        "correct_but_mixup_swallows_interrupts",
+        "tamper",
+        "mixup loops forever, swallowing interrupts",
+        replace=[
+            sol(
+                AUG,
+                "result = interpolation * batch_i + (1 - interpolation) * batch_j",
+                SWALLOW_INTERRUPTS.replace("\n", "\n    ").strip() + "\n    result = None",
+            )
+        ],
+        lose=("mixup",),
+        status={"mixup": "timeout"},
+    ),
 ]
 
 REFERENCE = Submission("reference", "reference", "the reference solution")
-STUB = Submission("stub", "stub", "the released stubs, untouched", base="stub",
-                  lose=PARTS, max_total=0)
+STUB = Submission("stub", "stub", "the released stubs, untouched", base="stub", lose=PARTS, max_total=0)
 
 ALL = [REFERENCE, STUB] + BUGS + VARIANTS + TAMPERS
 BY_NAME = {submission.name: submission for submission in ALL}
