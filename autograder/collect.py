@@ -52,6 +52,7 @@ import nbformat
 from . import ASSIGNMENT, STUDENT_MODULES
 from .judge.cache import MAX_MODULE_BYTES  # one cap for the collector and the judge
 from .report import MAX_RESULTS_BYTES  # one cap for the collector and the report's validator
+from .sanitize import clean_notebook
 
 REPORT = "3_report.ipynb"
 GRADING = "grading.ipynb"
@@ -574,12 +575,15 @@ def clean_report(data, source_report):
     other ``nbgrader`` entry (a planted grade cell, a duplicate) is dropped, so nbgrader
     never meets a cell that is not in its gradebook. All other cell metadata is dropped
     and the notebook's metadata is the source's (nothing nested deeply reaches nbgrader).
+    Markdown and outputs are sanitized here already (:func:`.sanitize.clean_notebook`), so
+    no copy of the report in RESULTS holds active HTML, not even the one in ``submitted/``.
     """
     try:
         notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
         nbformat.validate(notebook)
     except Exception as error:  # noqa: BLE001 - bad JSON, RecursionError on deep nesting, schema errors...
         return None, f"not a valid notebook: {type(error).__name__}"
+    notebook = clean_notebook(notebook)
     source = nbformat.read(source_report, as_version=4) if Path(source_report).is_file() else None
     known = {
         cell.metadata["nbgrader"]["grade_id"]: cell

@@ -312,6 +312,7 @@ def test_nothing_planted_survives_in_what_browsers_render(graded):
         return [p for p in planted if p in text], {p: text.count(p) for p in ACTIVE_PATTERNS}
 
     for path in [
+        *out.glob("course/submitted/*/*/*.ipynb"),
         *out.glob("course/autograded/*/*/*.ipynb"),
         out / "course" / "gradebook.db",
         *out.glob("feedback/*.html"),
