@@ -5,7 +5,7 @@ What made it slow, kept on purpose:
 * every image goes through torchvision's per-sample transforms (``ToTensor``,
   ``Normalize``) each time it is drawn, through ``torchvision.datasets``' PIL path;
 * each epoch builds a fresh ``DataLoader(batch_size=8, shuffle=True)``;
-* the augmentation runs in numpy, batch by batch (``handin.augmentations.augment``);
+* the augmentation runs in numpy, batch by batch (``handin.blending.augment``);
 * the test set is evaluated through a ``DataLoader`` with batches of 8.
 
 The math of a run is the assignment's: a new ``Net``, SGD with lr 0.01 on the
@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from handin.augmentations import augment
+from handin.blending import augment
 from handin.data import N_CLASSES, data_root
 from handin.network import Net
 from handin.utils import cross_entropy, one_hot
