@@ -40,20 +40,8 @@ def tiny_data(tmp_path_factory):
 
 #: Test modules that finish in seconds: `make check` runs these (every other module is marked ``slow``).
 FAST_MODULES = {"test_data", "test_docs", "test_plotting", "test_visible_checks"}
-#: Modules that share one expensive class run per process (``graded_reports.graded_class``): one worker runs them.
-SHARED_RUNS = {"test_report_grading": "graded_reports", "test_browser": "graded_reports"}
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """Mark slow modules, and keep each module on one xdist worker (``--dist loadgroup``).
-
-    Module-scoped fixtures (a whole class graded through nbgrader, an engine run) are built
-    once per worker: spreading one module's tests over workers would build them twice.
-    """
-    for item in items:
-        module = item.module.__name__
-        if module not in FAST_MODULES:
-            item.add_marker(pytest.mark.slow)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(SHARED_RUNS.get(module, module)))
+def pytest_itemcollected(item):
+    if item.module.__name__ not in FAST_MODULES:
+        item.add_marker(pytest.mark.slow)
