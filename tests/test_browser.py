@@ -11,45 +11,29 @@ checks both, after first showing on the raw (unsanitized) notebook that the payl
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 
 import pytest
+from browser import CHROMIUM, CHROMIUM_ARGS, free_port, needs_chromium
 from graded_reports import REPORT, course_environment, generate_feedback, graded_class
 from nbgrader.api import Gradebook
 
 from autograder import ASSIGNMENT, KIT_ROOT
 from autograder.sandbox import bubblewrap_path
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 STUDENTS = ("alice", "mallory", "nora", "ivan")
 #: Figures the benign report must show on formgrader's grading page (4 curves, accuracy against s, same vs cross).
 N_FIGURES = 6
 
 pytestmark = [
-    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"{CHROMIUM} is missing: apt-get install chromium"),
+    needs_chromium,
     pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap is not installed"),
 ]
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed: pip install -r requirements.txt"
 )
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ Needs Debian's Chromium and the ``playwright`` package; skipped without them.
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,32 +15,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, CHROMIUM_ARGS, free_port, needs_chromium
 from conftest import KIT_ROOT
 from test_notebooks import FIRST_UNWRITTEN, write_this
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TOKEN = "student-browser-test"
 #: Seconds to wait for JupyterLab to start, and for one notebook's Run All to stop.
 STARTUP_SECONDS, RUN_ALL_SECONDS = 180, 300
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+pytestmark = needs_chromium
 
 
 def wait_until_up(url, process, seconds):
@@ -105,7 +89,7 @@ def student_lab(tmp_path_factory, tiny_data):
 @pytest.fixture(scope="module")
 def browser():
     with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield chromium
         finally:
