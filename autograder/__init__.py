@@ -4,7 +4,7 @@ Run ``python -m autograder --help`` for the commands.
 
 This file names what the whole kit shares: its root, the assignment, the student modules and
 the environment variables it reads. Standard library only: the grading kernel imports it
-(through ``autograder.cell``). The points and part names live in :mod:`autograder.judge.points`.
+(through ``autograder.nbgrader_glue.cell``). The points and part names live in :mod:`autograder.judge.points`.
 """
 
 from pathlib import Path

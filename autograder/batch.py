@@ -38,11 +38,11 @@ from pathlib import Path
 
 from . import ASSIGNMENT, CELL_JUDGES_ENV, KIT_ENV, KIT_ROOT, SANDBOX_ENV, VERDICTS_ENV, sandbox
 from . import collect as collecting
-from .course import CourseBuildError
 from .files import write_atomically
 from .gate import ReleaseLeakError
 from .judge import cache
 from .judge.points import PARTS
+from .nbgrader_glue.course import CourseBuildError
 from .sandbox import SandboxFault
 
 CSV_COLUMNS = ("student_id",) + PARTS + ("total", "max_total", "status", "notes")
@@ -97,13 +97,14 @@ class Results:
 
 def prepare_course(results):
     """Build the nbgrader course (source, release, gradebook) once; later runs reuse it."""
-    from .course import build_course
+    from .nbgrader_glue.course import build_course
 
     if not (results.release / "grading.ipynb").is_file():
         build_course(results.course, force=True)
     if not (results.release / "grading.ipynb").is_file():
         raise GraderError(
-            f"{results.release} has no grading.ipynb: the course build did not include autograder/grading.ipynb"
+            f"{results.release} has no grading.ipynb: the course build did not include "
+            "autograder/nbgrader_glue/grading.ipynb"
         )
 
 

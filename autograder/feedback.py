@@ -12,7 +12,7 @@ The picture's arrays come with the verdict (``parts[part]["picture"]``, made by
 
 The page also shows the report's results as the grader drew them (the notice when the
 results file is missing or unusable, the figures, the findings), read from the autograded
-report notebook that :class:`autograder.nbgrader_plugins.RenderReport` filled.
+report notebook that :class:`autograder.nbgrader_glue.preprocessors.RenderReport` filled.
 """
 
 import base64
@@ -170,7 +170,7 @@ def report_html(notebook_path):
     """The report's results as grading drew them: notice, findings text, figures (empty if not autograded)."""
     import nbformat
 
-    from .nbgrader_plugins import REPORT_METADATA
+    from .nbgrader_glue.preprocessors import REPORT_METADATA
 
     try:
         notebook = nbformat.read(notebook_path, as_version=4)  # joins the lines nbformat splits on writing

@@ -5,7 +5,7 @@ fine while it still holds solutions. The gate is therefore an explicit check on
 the generated files. It fails when a generated file contains
 
 * an nbgrader delimiter (the solution and hidden-test markers in :data:`MARKERS`),
-* a line of a hidden-test block of ``autograder/grading.ipynb``, or
+* a line of a hidden-test block of ``autograder/nbgrader_glue/grading.ipynb``, or
 * a line of a solution region of ``solutions/`` (modules and notebooks; for a
   notebook solution cell without delimiters, every line of the cell).
 
@@ -132,7 +132,7 @@ def secret_and_public_lines(solutions_dir, grading_notebook=None):
 
     Args:
         solutions_dir: the ``solutions/`` folder (``handin/*.py`` and ``notebooks/*.ipynb``).
-        grading_notebook: ``autograder/grading.ipynb``, if it exists.
+        grading_notebook: ``autograder/nbgrader_glue/grading.ipynb``, if it exists.
 
     Returns:
         (secrets, public): ``secrets`` maps a squeezed line to ``(kind, origin)``;
@@ -202,7 +202,7 @@ def check_release(folders, solutions_dir, grading_notebook=None):
     Args:
         folders: generated folders to scan (e.g. ``handin/`` and ``notebooks/``).
         solutions_dir: the ``solutions/`` folder the release was generated from.
-        grading_notebook: ``autograder/grading.ipynb``, if any.
+        grading_notebook: ``autograder/nbgrader_glue/grading.ipynb``, if any.
 
     Returns:
         the number of files scanned, when the release is clean.
@@ -215,6 +215,6 @@ def check_release(folders, solutions_dir, grading_notebook=None):
         raise ReleaseLeakError(
             f"release gate: {len(leaks)} leaked line(s) in the generated release:\n{listing}\n"
             "Fix: put every answer inside a solution region of solutions/ (and every hidden test inside a "
-            "hidden-test region of autograder/grading.ipynb), then regenerate with `make release`."
+            "hidden-test region of autograder/nbgrader_glue/grading.ipynb), then regenerate with `make release`."
         )
     return len(files)

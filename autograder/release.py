@@ -2,7 +2,7 @@
 
 Steps:
 
-1. :func:`autograder.course.build_course` builds an nbgrader course in a
+1. :func:`autograder.nbgrader_glue.course.build_course` builds an nbgrader course in a
    temporary folder and runs ``nbgrader generate_assignment`` (modules stripped
    with ``ClearSolutions``, notebooks normalized, release gated).
 2. The release is staged in the kit's layout: ``handin/`` with the modules and
@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from . import KIT_ROOT
-from .course import GRADING_NOTEBOOK, SOLUTIONS_DIR, CourseBuildError, build_course, release_dir
 from .gate import ReleaseLeakError, check_release, release_files
+from .nbgrader_glue.course import GRADING_NOTEBOOK, SOLUTIONS_DIR, CourseBuildError, build_course, release_dir
 
 #: The generated folders of the kit.
 RELEASE_FOLDERS = ("handin", "notebooks")
@@ -118,7 +118,7 @@ def generate(kit_root=KIT_ROOT, check=False, solutions_dir=SOLUTIONS_DIR, gradin
         list of lines: the changes written, or the differences found by ``check``.
 
     Raises:
-        CourseBuildError, ReleaseLeakError: see :func:`autograder.course.build_course`.
+        CourseBuildError, ReleaseLeakError: see :func:`autograder.nbgrader_glue.course.build_course`.
     """
     kit_root = Path(kit_root)
     with tempfile.TemporaryDirectory(prefix="handin3-release-") as temporary:

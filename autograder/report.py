@@ -16,7 +16,7 @@ trusted; instead:
    (``image/png``, plain text) for the report cells that produce them
    (:data:`REPORT_CELLS`).
 
-:class:`autograder.nbgrader_plugins.RenderReport` puts them into the autograded notebook.
+:class:`autograder.nbgrader_glue.preprocessors.RenderReport` puts them into the autograded notebook.
 """
 
 import base64

@@ -43,8 +43,8 @@ sys.path.insert(0, str(KIT_ROOT))
 
 from autograder import STUDENT_MODULES  # noqa: E402
 from autograder.batch import Results, grade, prepare_course  # noqa: E402
-from autograder.course import nbgrader_environment  # noqa: E402
 from autograder.demo import EXAMPLES, assemble  # noqa: E402
+from autograder.nbgrader_glue.course import nbgrader_environment  # noqa: E402
 
 sys.path.insert(0, str(KIT_ROOT / "tests"))
 from submissions import ALL as TEST_SUBMISSIONS  # noqa: E402

@@ -40,10 +40,10 @@ import pytest
 from submissions import ALL, BY_NAME, write_assignment
 
 from autograder import ASSIGNMENT, KIT_ROOT
-from autograder.course import build_course, release_dir
 from autograder.judge import cache
 from autograder.judge.core import judge_submissions
 from autograder.judge.points import PARTS, POINTS, cell_id, part_max
+from autograder.nbgrader_glue.course import build_course, release_dir
 from autograder.sandbox import Limits
 
 LIMITS = Limits(wall_seconds=120, cpu_seconds=30, memory_bytes=3 * 2**30)

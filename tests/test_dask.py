@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 from autograder import KIT_ROOT
-from autograder.course import build_course
 from autograder.demo import assemble
 from autograder.judge import cache
 from autograder.judge.points import PARTS
+from autograder.nbgrader_glue.course import build_course
 from autograder.sandbox import bubblewrap_path
 
 distributed = pytest.importorskip("distributed")

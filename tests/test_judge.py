@@ -15,12 +15,13 @@ import pytest
 from submissions import BY_NAME, KIT_ROOT, SOLUTION_HANDIN, write_handin
 
 from autograder import STUDENT_MODULES, cell
-from autograder.cell import HiddenTestFailure, check
 from autograder.judge import cache, core
 from autograder.judge.core import HiddenInputs, clean_notes, judge_submission, judge_submissions, load_npz
-from autograder.judge.grading_notebook import NOTEBOOK_PATH, grading_notebook
 from autograder.judge.points import PARTS, POINTS, part_max
-from autograder.judge.preprocessors import GuardedExecute, ResetGradingNotebook
+from autograder.nbgrader_glue.cell import HiddenTestFailure, check
+from autograder.nbgrader_glue.execute import GuardedExecute
+from autograder.nbgrader_glue.grading_notebook import NOTEBOOK_PATH, grading_notebook
+from autograder.nbgrader_glue.preprocessors import ResetGradingNotebook
 from autograder.sandbox import Limits, SandboxFault
 
 QUICK = Limits(wall_seconds=120, cpu_seconds=30, memory_bytes=3 * 2**30)
@@ -37,7 +38,7 @@ def test_points_are_documented_and_in_the_grading_notebook():
     assert sum(part_max(part) for part in PARTS) == 50
     assert all(len(checks) >= 3 for checks in POINTS.values()), "partial credit: several cells per part"
     assert NOTEBOOK_PATH.read_text() == grading_notebook(), (
-        "autograder/grading.ipynb is stale: run python -m autograder.judge.grading_notebook"
+        "autograder/nbgrader_glue/grading.ipynb is stale: run python -m autograder.nbgrader_glue.grading_notebook"
     )
 
 

@@ -12,8 +12,14 @@ from conftest import KIT_ROOT
 
 sys.path.insert(0, str(KIT_ROOT))
 from autograder import ASSIGNMENT, STUDENT_MODULES  # noqa: E402
-from autograder.course import build_course, gradebook_path, release_dir, source_dir, strip_module  # noqa: E402
 from autograder.gate import MARKERS, ReleaseLeakError, check_release, secret_and_public_lines  # noqa: E402
+from autograder.nbgrader_glue.course import (  # noqa: E402
+    build_course,
+    gradebook_path,
+    release_dir,
+    source_dir,
+    strip_module,
+)
 from autograder.release import compare_release, stage_release  # noqa: E402
 
 SOLUTIONS = KIT_ROOT / "solutions"
@@ -156,7 +162,7 @@ def test_gate_rejects_hidden_test_text(tmp_path):
                         "cell_type": "code",
                         "metadata": {},
                         "source": [
-                            "from autograder.cell import check\n",
+                            "from autograder.nbgrader_glue.cell import check\n",
                             "### BEGIN HIDDEN TESTS\n",
                             "check('collage', 'quarters')\n",
                             "### END HIDDEN TESTS\n",
@@ -168,7 +174,8 @@ def test_gate_rejects_hidden_test_text(tmp_path):
     )
     release = tmp_path / "release"
     release.mkdir()
-    (release / "leak.py").write_text("from autograder.cell import check\ncheck( 'collage', 'quarters' )\n")
+    leak = "from autograder.nbgrader_glue.cell import check\ncheck( 'collage', 'quarters' )\n"
+    (release / "leak.py").write_text(leak)
     with pytest.raises(ReleaseLeakError, match=r"leak.py, line 2: hidden-test line"):
         check_release([release], SOLUTIONS, grading)
 

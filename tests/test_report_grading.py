@@ -16,7 +16,7 @@ from graded_reports import ACTIVE_PATTERNS, BENIGN_ANSWER, REPORT, generate_feed
 from report_results import results_data
 
 from autograder import ASSIGNMENT, KIT_ROOT
-from autograder.nbgrader_plugins import REPORT_METADATA, kit_cell_positions, place_kit_cells
+from autograder.nbgrader_glue.preprocessors import REPORT_METADATA, kit_cell_positions, place_kit_cells
 from autograder.report import (
     MAX_DEPTH,
     MAX_RESULTS_BYTES,

@@ -19,9 +19,9 @@ import pytest
 from submissions import BY_NAME, write_assignment
 
 from autograder import ASSIGNMENT, KIT_ROOT
-from autograder.course import build_course, release_dir
 from autograder.judge.core import judge_submissions
-from autograder.judge.preprocessors import VerdictExecute, check_calls
+from autograder.nbgrader_glue.course import build_course, release_dir
+from autograder.nbgrader_glue.execute import VerdictExecute, check_calls
 from autograder.sandbox import Limits
 
 STUDENTS = ("reference", "stub", "correct_but_os_exit_in_network")
@@ -163,7 +163,7 @@ def metadata_variants():
 def test_quick_metadata_check_decides_as_nbgrader_does(variant):
     from nbgrader.preprocessors import CheckCellMetadata
 
-    from autograder.judge.preprocessors import QuickCheckCellMetadata
+    from autograder.nbgrader_glue.preprocessors import QuickCheckCellMetadata
 
     def outcome(preprocessor):
         try:

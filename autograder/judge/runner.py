@@ -125,7 +125,7 @@ def run_blend_calls(function, arrays, plan, arrays_out, notes):
             result, weight = function(batch_i, batch_j, *case.get("args", ()))
             arrays_out[f"{key}_result"] = to_array(result)
             arrays_out[f"{key}_weight"] = np.float64(to_float(weight))
-        except BaseException as error:  # noqa: B902 - student code may raise anything
+        except BaseException as error:  # student code may raise anything
             record_error(notes, key, error)
         arrays_out[f"{key}_i_after"] = batch_i
         arrays_out[f"{key}_j_after"] = batch_j
@@ -155,7 +155,7 @@ def part_mixup(arrays, plan):
                 weights.append(to_float(weight))
             out[f"{key}_results"] = np.stack(results)
             out[f"{key}_weights"] = np.array(weights, dtype=np.float64)
-        except BaseException as error:  # noqa: B902
+        except BaseException as error:
             record_error(notes, key, error)
     return out, notes
 
@@ -178,7 +178,7 @@ def part_cross_entropy(arrays, plan):
                 if pred.grad is None:
                     raise RuntimeError("no gradient reached pred")
                 out[f"{key}_grad"] = pred.grad.detach().numpy().copy()
-        except BaseException as error:  # noqa: B902
+        except BaseException as error:
             record_error(notes, key, error)
     valid = torch.from_numpy(arrays[plan["not_tensor_like"] + "_pred"].copy())
     wrong_inputs = {
@@ -189,7 +189,7 @@ def part_cross_entropy(arrays, plan):
         try:
             cross_entropy(*make())
             notes["raised"][key] = None
-        except BaseException as error:  # noqa: B902
+        except BaseException as error:
             notes["raised"][key] = "ValueError" if isinstance(error, ValueError) else describe(error)
             if isinstance(error, NotImplementedError):
                 record_error(notes, key, error)
@@ -234,11 +234,11 @@ def part_network(arrays, plan):
                 ):
                     torch.manual_seed(seed)
                     out[f"{key}_{output}"] = as_output(getattr(net, output.removesuffix("_again"))(x))
-        except BaseException as error:  # noqa: B902
+        except BaseException as error:
             record_error(notes, key, error)
     try:
         out.update(learn_tiny_problem(Net, arrays, plan["learn"]))
-    except BaseException as error:  # noqa: B902
+    except BaseException as error:
         record_error(notes, "learn", error)
     return out, notes
 
@@ -280,7 +280,7 @@ def part_frozen_finetuning(arrays, plan):
         notes["returned"] = len(returned)
         for index, item in enumerate(returned[: plan["max_returned"]]):
             out[f"returned_{index}"] = to_array(item)
-    except BaseException as error:  # noqa: B902
+    except BaseException as error:
         record_error(notes, "parameters", error)
     try:
         from handin import training
@@ -301,7 +301,7 @@ def part_frozen_finetuning(arrays, plan):
             progress=False,
         )
         out.update(state_arrays(net, "after"))
-    except BaseException as error:  # noqa: B902
+    except BaseException as error:
         record_error(notes, "finetune", error)
     return out, notes
 
@@ -325,7 +325,7 @@ def main(parts):
         arrays, plan = inputs.pop(part)
         try:
             outputs, notes = PARTS[part](arrays, plan)
-        except BaseException as error:  # noqa: B902 - e.g. the module fails to import
+        except BaseException as error:  # e.g. the module fails to import
             outputs, notes = {}, {"import_error": describe(error)}
             traceback.print_exc()
         save_part(out_fd, part, outputs, notes)

@@ -114,7 +114,7 @@ def child(request, out_fd, err_fd):  # the write ends of the two output pipes
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         if isinstance(exit_.code, str):
             print(exit_.code, file=sys.stderr)
-    except BaseException:  # noqa: B902 - the child reports everything, like a fresh interpreter would
+    except BaseException:  # the child reports everything, like a fresh interpreter would
         import traceback
 
         traceback.print_exc()

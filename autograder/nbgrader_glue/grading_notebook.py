@@ -1,17 +1,18 @@
-"""Write ``autograder/grading.ipynb`` from :data:`points.POINTS` (one grade cell per check).
+"""Write ``autograder/nbgrader_glue/grading.ipynb`` from :data:`points.POINTS` (one grade cell per check).
 
-``python -m autograder.judge.grading_notebook`` regenerates it; a test checks that the
+``python -m autograder.nbgrader_glue.grading_notebook`` regenerates it; a test checks that the
 committed notebook is what this writes, so points cannot drift apart.
 """
 
 import sys
+from pathlib import Path
 
 import nbformat
 
-from .. import KIT_ENV, KIT_ROOT
-from .points import POINTS, cell_id
+from .. import KIT_ENV
+from ..judge.points import POINTS, cell_id
 
-NOTEBOOK_PATH = KIT_ROOT / "autograder" / "grading.ipynb"
+NOTEBOOK_PATH = Path(__file__).resolve().parent / "grading.ipynb"
 
 INTRO = """# Hand-in 3: automatic grading
 
@@ -49,7 +50,7 @@ DESCRIPTIONS = {
 HIDDEN_TEST = """### BEGIN HIDDEN TESTS
 import os, sys
 sys.path.insert(0, os.environ["{kit_env}"])
-from autograder.cell import check
+from autograder.nbgrader_glue.cell import check
 check({part!r}, {name!r})
 ### END HIDDEN TESTS"""
 

@@ -1,4 +1,4 @@
-"""nbgrader preprocessors that ``nbgrader_config.py`` plugs into ``nbgrader autograde``.
+"""How the kit executes notebooks in ``nbgrader autograde`` (plugged in by ``nbgrader_config.py``).
 
 * :class:`GuardedExecute` replaces nbgrader's ``Execute``: it does not run notebooks
   without autograded tests (the report and the exercise notebooks hold student code
@@ -8,41 +8,29 @@
   cell instead of a stuck or crashed batch.
 * :class:`VerdictExecute` is ``GuardedExecute`` that grades the kit's own grading notebook
   without a kernel: when every code cell is exactly one of the grade cells that
-  :mod:`autograder.judge.grading_notebook` writes (``check(part, name)`` and nothing else),
+  :mod:`autograder.nbgrader_glue.grading_notebook` writes (``check(part, name)`` and nothing else),
   each cell's check is evaluated in nbgrader's process from the cached verdict, and the
   cell gets exactly the output a kernel would give it (the passing line on stdout, or the
   ``HiddenTestFailure`` error). Any other notebook, or a grading notebook with one cell
   that is not such a grade cell, runs in a kernel as usual.
-* :class:`QuickCheckCellMetadata` is nbgrader's ``CheckCellMetadata`` with the same checks,
-  except that nbgrader's (fixed) metadata schema is itself checked once per process, not
-  once per cell (``jsonschema.validate`` does that, and it was a tenth of the autograde pass).
-* :class:`ResetGradingNotebook` replaces a submitted ``grading.ipynb`` by the
-  instructor's source copy before anything runs, so extra cells a student adds to it
-  never execute in the grading kernel.
 """
 
 import functools
-import json
 import math
 import sys
-import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from time import monotonic
 
-import jsonschema
 import nbformat
 from nbclient.util import run_sync
-from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
-from nbgrader.nbgraderformat import MetadataValidator, ValidationError
-from nbgrader.nbgraderformat.common import BaseMetadataValidator
-from nbgrader.preprocessors import CheckCellMetadata, Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer, Unicode
 
-from ..cell import HiddenTestFailure, check_text, not_graded, verdict_for
+from ..judge.points import POINTS
+from .cell import HiddenTestFailure, check_text, not_graded, verdict_for
 from .grading_notebook import grade_cell
-from .points import POINTS
 
 NOTEBOOK_DEADLINE_ERROR = {
     "output_type": "error",
@@ -203,66 +191,4 @@ class VerdictExecute(GuardedExecute):
                     "iopub.status.idle": finished,
                     "shell.execute_reply": finished,
                 }
-        return nb, resources
-
-
-class ResetGradingNotebook(NbGraderPreprocessor):
-    """Replace the submitted grading notebook by the instructor's source copy (cells and metadata)."""
-
-    notebook_name = Unicode("grading", help="Notebook id (file name without .ipynb) to reset.").tag(config=True)
-    source_notebook = Unicode("", help="Path of the instructor's source copy of that notebook.").tag(config=True)
-
-    def preprocess(self, nb, resources):
-        if resources.get("nbgrader", {}).get("notebook") != self.notebook_name:
-            return nb, resources
-        if not self.source_notebook:
-            raise ValueError(
-                "ResetGradingNotebook.source_notebook is not set: point it at "
-                "source/<assignment>/grading.ipynb in nbgrader_config.py"
-            )
-        source = nbformat.read(self.source_notebook, as_version=4)
-        nb.cells = [NotebookNode(cell) for cell in source.cells]
-        nb.metadata = source.metadata
-        return nb, resources
-
-
-@functools.cache
-def metadata_schema_validator(schema_version, schema_text):
-    """A jsonschema validator for nbgrader's metadata schema, the schema checked once."""
-    schema = json.loads(schema_text)
-    validator_class = jsonschema.validators.validator_for(schema)
-    validator_class.check_schema(schema)
-    return validator_class(schema)
-
-
-class SchemaCheckedOnce(BaseMetadataValidator):
-    """nbgrader's schema step of a cell's validation (``jsonschema.validate``) with a cached validator."""
-
-    def validate_cell(self, cell):
-        if "nbgrader" not in cell.metadata:
-            return
-        metadata = cell.metadata["nbgrader"]
-        if metadata.get("schema_version", 0) != self.schema_version:
-            return super().validate_cell(cell)  # nbgrader's own SchemaTooOld/TooNewError
-        validator = metadata_schema_validator(self.schema_version, json.dumps(self.schema, sort_keys=True))
-        error = jsonschema.exceptions.best_match(validator.iter_errors(metadata))
-        if error is not None:
-            raise error
-
-
-class QuickMetadataValidator(MetadataValidator, SchemaCheckedOnce):
-    """nbgrader's current ``MetadataValidator``; its ``super()`` schema step is :class:`SchemaCheckedOnce`'s."""
-
-
-class QuickCheckCellMetadata(CheckCellMetadata):
-    """nbgrader's ``CheckCellMetadata`` with :class:`QuickMetadataValidator` (the same checks and errors)."""
-
-    def preprocess(self, nb, resources):
-        try:
-            QuickMetadataValidator().validate_nb(nb)
-        except ValidationError:
-            self.log.error(traceback.format_exc())
-            message = "Notebook failed to validate; the nbgrader metadata may be corrupted."
-            self.log.error(message)
-            raise ValidationError(message) from None
         return nb, resources

@@ -1,27 +1,39 @@
-"""The kit's nbgrader preprocessors for what reaches a browser (plugged in by ``nbgrader_config.py``).
+"""The kit's nbgrader preprocessors other than execution (plugged in by ``nbgrader_config.py``).
 
 * :class:`SanitizeNotebook` (``Autograde.sanitize_preprocessors`` and
   ``GenerateFeedback.preprocessors``): every student-written markdown and raw cell, saved
   output and metadata is made safe (:mod:`autograder.sanitize`), so the autograded
   notebook that formgrader shows and every feedback page carry no active HTML.
+* :class:`ResetGradingNotebook` (sanitize step) replaces a submitted ``grading.ipynb`` by the
+  instructor's source copy before anything runs, so extra cells a student adds to it
+  never execute in the grading kernel.
 * :class:`RenderReport` (``Autograde.autograde_preprocessors``): the report notebook is
   not executed; this fills its figure and findings cells with outputs drawn in the grader
   by the kit's own code from the student's validated ``results/experiment.json``
   (:mod:`autograder.report`), and puts a notice at the top when the file is missing or
   unusable. The outcome is also kept in the notebook's metadata (``handin3_report``) for
   the kit's feedback page.
+* :class:`QuickCheckCellMetadata` is nbgrader's ``CheckCellMetadata`` with the same checks,
+  except that nbgrader's (fixed) metadata schema is itself checked once per process, not
+  once per cell (``jsonschema.validate`` does that, and it was a tenth of the autograde pass).
 """
 
 import copy
+import functools
+import json
+import traceback
 from pathlib import Path
 
+import jsonschema
 import nbformat
 from nbformat.notebooknode import NotebookNode
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.nbgraderformat import MetadataValidator, ValidationError
+from nbgrader.nbgraderformat.common import BaseMetadataValidator
+from nbgrader.preprocessors import CheckCellMetadata, NbGraderPreprocessor
 from traitlets import Unicode
 
-from . import report
-from .sanitize import clean_notebook
+from .. import report
+from ..sanitize import clean_notebook
 
 #: Where :class:`RenderReport` records its outcome: ``{"status", "notes", "quick"}``.
 REPORT_METADATA = "handin3_report"
@@ -101,3 +113,65 @@ def place_kit_cells(nb, kit_notebook, outputs):
         earlier = [kit_cell.get("id") for kit_cell in kit_notebook.cells[:kit_index]]
         anchors = [ids.index(cell_id) for cell_id in reversed(earlier) if cell_id in ids]
         nb.cells.insert(anchors[0] + 1 if anchors else len(nb.cells), cell)
+
+
+class ResetGradingNotebook(NbGraderPreprocessor):
+    """Replace the submitted grading notebook by the instructor's source copy (cells and metadata)."""
+
+    notebook_name = Unicode("grading", help="Notebook id (file name without .ipynb) to reset.").tag(config=True)
+    source_notebook = Unicode("", help="Path of the instructor's source copy of that notebook.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        if resources.get("nbgrader", {}).get("notebook") != self.notebook_name:
+            return nb, resources
+        if not self.source_notebook:
+            raise ValueError(
+                "ResetGradingNotebook.source_notebook is not set: point it at "
+                "source/<assignment>/grading.ipynb in nbgrader_config.py"
+            )
+        source = nbformat.read(self.source_notebook, as_version=4)
+        nb.cells = [NotebookNode(cell) for cell in source.cells]
+        nb.metadata = source.metadata
+        return nb, resources
+
+
+@functools.cache
+def metadata_schema_validator(schema_version, schema_text):
+    """A jsonschema validator for nbgrader's metadata schema, the schema checked once."""
+    schema = json.loads(schema_text)
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema)
+
+
+class SchemaCheckedOnce(BaseMetadataValidator):
+    """nbgrader's schema step of a cell's validation (``jsonschema.validate``) with a cached validator."""
+
+    def validate_cell(self, cell):
+        if "nbgrader" not in cell.metadata:
+            return
+        metadata = cell.metadata["nbgrader"]
+        if metadata.get("schema_version", 0) != self.schema_version:
+            return super().validate_cell(cell)  # nbgrader's own SchemaTooOld/TooNewError
+        validator = metadata_schema_validator(self.schema_version, json.dumps(self.schema, sort_keys=True))
+        error = jsonschema.exceptions.best_match(validator.iter_errors(metadata))
+        if error is not None:
+            raise error
+
+
+class QuickMetadataValidator(MetadataValidator, SchemaCheckedOnce):
+    """nbgrader's current ``MetadataValidator``; its ``super()`` schema step is :class:`SchemaCheckedOnce`'s."""
+
+
+class QuickCheckCellMetadata(CheckCellMetadata):
+    """nbgrader's ``CheckCellMetadata`` with :class:`QuickMetadataValidator` (the same checks and errors)."""
+
+    def preprocess(self, nb, resources):
+        try:
+            QuickMetadataValidator().validate_nb(nb)
+        except ValidationError:
+            self.log.error(traceback.format_exc())
+            message = "Notebook failed to validate; the nbgrader metadata may be corrupted."
+            self.log.error(message)
+            raise ValidationError(message) from None
+        return nb, resources

@@ -56,11 +56,11 @@ KIT_ENV = "HANDIN3_KIT"
 
 
 def find_kit():
-    """The kit root: ``$HANDIN3_KIT``, else a parent of this file or of the venv that holds ``autograder/cell.py``."""
+    """The kit root: ``$HANDIN3_KIT``, else the parent of this file or of the venv that holds the kit's ``cell.py``."""
     if os.environ.get(KIT_ENV):
         return Path(os.environ[KIT_ENV]).resolve()
     for folder in [*Path(__file__).resolve().parents, *Path(sys.prefix).resolve().parents]:
-        if (folder / "autograder" / "cell.py").is_file():
+        if (folder / "autograder" / "nbgrader_glue" / "cell.py").is_file():
             return folder
     raise RuntimeError(f"{__file__}: cannot find the course kit; set {KIT_ENV} to the folder that holds autograder/")
 
@@ -71,9 +71,14 @@ if str(KIT) not in sys.path:
     sys.path.insert(0, str(KIT))
 
 from autograder import STUDENT_MODULES  # noqa: E402
-from autograder.cell import JUDGE_TIMEOUT_SECONDS  # noqa: E402
-from autograder.judge.preprocessors import QuickCheckCellMetadata, ResetGradingNotebook, VerdictExecute  # noqa: E402
-from autograder.nbgrader_plugins import RenderReport, SanitizeNotebook  # noqa: E402
+from autograder.nbgrader_glue.cell import JUDGE_TIMEOUT_SECONDS  # noqa: E402
+from autograder.nbgrader_glue.execute import VerdictExecute  # noqa: E402
+from autograder.nbgrader_glue.preprocessors import (  # noqa: E402
+    QuickCheckCellMetadata,
+    RenderReport,
+    ResetGradingNotebook,
+    SanitizeNotebook,
+)  # noqa: E402
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 

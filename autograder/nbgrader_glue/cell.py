@@ -4,7 +4,7 @@ A grade cell's hidden test is just::
 
     import os, sys
     sys.path.insert(0, os.environ["HANDIN3_KIT"])
-    from autograder.cell import check
+    from autograder.nbgrader_glue.cell import check
     check("collage", "quarters")
 
 The grading kernel never imports student code. ``check`` finds the submission's
@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import CELL_JUDGES_ENV, KIT_ROOT, SANDBOX_ENV
+from .. import CELL_JUDGES_ENV, KIT_ROOT, SANDBOX_ENV
 
 #: Upper bound for one uncached judge run (every part crashing and timing out in turn).
 JUDGE_TIMEOUT_SECONDS = 660

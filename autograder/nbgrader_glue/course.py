@@ -3,12 +3,12 @@
 :func:`build_course` is the one way to get a course directory; the release
 command and the graders both use it. After it returns, ``course_root`` holds::
 
-    nbgrader_config.py           copy of autograder/nbgrader_config.py (if it exists)
+    nbgrader_config.py           copy of autograder/nbgrader_glue/nbgrader_config.py (if it exists)
     gradebook.db                 nbgrader's SQLite gradebook, with the assignment and its cells
     source/hand_in_3/            the instructor's version: solutions included
         handin/*.py
         1_augmentations.ipynb, 2_network_and_loss.ipynb, 3_report.ipynb
-        grading.ipynb            (if autograder/grading.ipynb exists)
+        grading.ipynb            (if autograder/nbgrader_glue/grading.ipynb exists)
     release/hand_in_3/           the student version: stubs, no solutions, no hidden tests
 
 The release is made by real ``nbgrader generate_assignment``. nbgrader copies
@@ -28,12 +28,13 @@ from pathlib import Path
 
 import nbformat
 
-from . import ASSIGNMENT, KIT_ROOT
-from .gate import check_release, release_files, secret_and_public_lines
+from .. import ASSIGNMENT, KIT_ROOT
+from ..gate import check_release, release_files, secret_and_public_lines
 
 SOLUTIONS_DIR = KIT_ROOT / "solutions"
-GRADING_NOTEBOOK = KIT_ROOT / "autograder" / "grading.ipynb"
-NBGRADER_CONFIG = KIT_ROOT / "autograder" / "nbgrader_config.py"
+GLUE_DIR = Path(__file__).resolve().parent
+GRADING_NOTEBOOK = GLUE_DIR / "grading.ipynb"
+NBGRADER_CONFIG = GLUE_DIR / "nbgrader_config.py"
 
 #: What replaces a solution region of a module; ClearSolutions indents every
 #: line like the region's first delimiter, so it also fits inside methods.
