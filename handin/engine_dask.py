@@ -7,19 +7,21 @@ scheduler=...)``) sends every seed that still has runs to do to the cluster's wo
     the seed's config, its finished runs  -- task -->  run_experiment() on that seed alone
     merge the records, save the file      <-- JSON --  the seed's new records (plain data)
 
-A worker imports the same ``handin`` package (your ``Net``, ``collage``, ``mixup``,
+A worker imports its own copy of the ``handin`` package (your ``Net``, ``collage``, ``mixup``,
 ``cross_entropy``) and reads the datasets from its own data folder, so every worker needs
-the kit's folder with your code and the data (see ``docs/engine.md``). Nothing but plain
-JSON comes back: no tensors, no objects.
+the kit's folder with your code and the data (see ``docs/engine.md``); a worker whose
+``handin/*.py`` differ from this machine's refuses the task. Nothing but plain JSON comes
+back: no tensors, no objects.
 
 The file is saved after every finished seed, so an interrupted sweep resumes where it
 stopped. A worker that dies mid-task is Dask's to handle: the task runs again on another
 worker, and a run already in the file is never added twice.
 """
+import hashlib
 import json
+import socket
 import tempfile
 import threading
-import uuid
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -37,17 +39,32 @@ CONNECT_SECONDS, WORKER_WAIT_SECONDS = 30, 600
 _one_seed_at_a_time = threading.Lock()
 
 
-def run_seed(config_fields, finished, curves):
+def code_fingerprint():
+    """A hash of every ``.py`` file of this ``handin`` package: equal on two hosts that run the same code."""
+    digest = hashlib.sha256()
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(module.name.encode() + b"\0" + module.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def run_seed(config_fields, finished, curves, fingerprint):
     """On a worker: the runs of one seed that ``finished`` does not hold, as JSON text.
 
     Args:
         config_fields: the fields of an ``ExperimentConfig`` with a single seed.
         finished: records of this seed that the client already has (they are skipped).
         curves: keep the per-batch training curves.
+        fingerprint: the client's :func:`code_fingerprint`.
 
     Returns:
         JSON text of the list of new records.
+
+    Raises:
+        RuntimeError: this worker's ``handin`` code differs from the client's.
     """
+    if fingerprint != code_fingerprint():
+        raise RuntimeError(f"the Dask worker on {socket.gethostname()} runs other handin code than the client "
+                           f"({Path(__file__).parent}): copy your handin/ folder there and restart the worker")
     done = {record_key(record) for record in finished}
     with _one_seed_at_a_time, tempfile.TemporaryDirectory(prefix="handin3-sweep-") as folder:
         path = Path(folder) / "results.json"
@@ -74,15 +91,15 @@ def run_on_cluster(config, results_path, scheduler, progress=True, curves=True):
     done = {record_key(record) for record in records}
     wanted = config.run_keys()
     seeds = list(dict.fromkeys(key.seed for key in wanted if key not in done))
-    ours = set(wanted)
+    config_keys = set(wanted)
     if seeds:
         client = connect(distributed, scheduler)
         try:
-            futures = []
+            futures, fingerprint = [], code_fingerprint()
             for seed in seeds:
-                finished = [record for record in records if record_key(record) in ours and record["seed"] == seed]
-                futures.append(client.submit(run_seed, asdict(replace(config, seeds=(seed,))), finished, curves,
-                                             key=f"handin3-sweep-seed-{seed}-{uuid.uuid4().hex}", pure=False))
+                finished = [record for record in records if record_key(record) in config_keys and record["seed"] == seed]
+                task = (asdict(replace(config, seeds=(seed,))), finished, curves, fingerprint)
+                futures.append(client.submit(run_seed, *task, pure=False))  # pure=False: a new task every time
             with tqdm(total=len(futures), desc=f"{len(futures)} seeds on {scheduler}", unit="seed",
                       disable=not progress) as bar:
                 for future in distributed.as_completed(futures, loop=client.loop):

@@ -220,11 +220,16 @@ def test_a_missing_dask_or_scheduler_is_a_clear_error(tmp_path, monkeypatch):
 def test_the_task_returns_plain_json_of_the_new_runs_only(local_records, data_root, monkeypatch):
     """What a worker sends back: JSON text, without the runs the client already has."""
     monkeypatch.setenv("HANDIN3_DATA", str(data_root))
-    config = engine.replace(CONFIG, seeds=(1,))
-    seed_records = [record for record in local_records if record["seed"] == 1]
-    answer = engine_dask.run_seed(asdict(config), seed_records[:1], curves=True)
+    config = engine.replace(CONFIG, seeds=(1,), augmentations=("none", "mixup"), samples=(2,))
+    seed_records = [record for record in local_records if engine.record_key(record) in set(config.run_keys())]
+    answer = engine_dask.run_seed(asdict(config), seed_records[:1], True, engine_dask.code_fingerprint())
     assert isinstance(answer, str)
     new = json.loads(answer)
     assert [engine.record_key(record) for record in new] == [engine.record_key(r) for r in seed_records[1:]]
     for record, local in zip(new, seed_records[1:], strict=True):
         assert_same_records(record, local)
+
+
+def test_a_worker_with_other_code_refuses_the_task():
+    with pytest.raises(RuntimeError, match="runs other handin code than the client"):
+        engine_dask.run_seed(asdict(CONFIG), [], True, "0" * 64)
