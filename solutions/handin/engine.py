@@ -47,12 +47,13 @@ and falls back to running the convolutions at every step when it does not hold.
 Results go to a JSON file, one record per run with its config and seed; a rerun
 skips the runs that are already there. Run ``python -m handin.engine --help``.
 
-The engine in four files, each read on its own:
+The engine in five files, each read on its own:
 
 * ``engine_config.py``: :class:`ExperimentConfig`, the :class:`RunKey` of each run, and a run's data;
 * ``engine_stacked.py``: your network for many runs at once (stacked parameters, vmapped SGD steps);
 * ``engine_group.py``: :class:`RunGroup`, the runs of one seed trained together;
 * ``engine_results.py``: the results file (records, load and save).
+* ``engine_dask.py``: the same experiment on a Dask cluster, one task per seed (``--scheduler``).
 
 This file holds the plain reference run, the experiment loop and the command line, and
 offers the names of the other three files too (``engine.ExperimentConfig``, ...).
@@ -130,7 +131,7 @@ def plain_run(key, samples=None, progress=False):
 # The experiment: groups of runs, results in a JSON file
 
 
-def run_experiment(config, results_path, progress=True, curves=True):
+def run_experiment(config, results_path, progress=True, curves=True, scheduler=None):
     """Run every run of ``config`` that ``results_path`` does not hold yet, and save after each group.
 
     Runs of one seed are trained together; runs that differ only in ``D_F`` share
@@ -141,10 +142,16 @@ def run_experiment(config, results_path, progress=True, curves=True):
         results_path: JSON file of records; created if absent, extended otherwise.
         progress: show one tqdm bar with an ETA over all steps.
         curves: keep the per-batch training curves in the records (they make the file larger).
+        scheduler: a Dask scheduler's address (``"tcp://HOST:8786"``): run the seeds on its
+            workers instead, one task per seed (see ``engine_dask.py``).
 
     Returns:
         the records of ``config``'s runs, in ``config.run_keys()`` order.
     """
+    if scheduler:
+        from .engine_dask import run_on_cluster  # only then is dask.distributed needed
+
+        return run_on_cluster(config, results_path, scheduler, progress=progress, curves=curves)
     records = load_results(results_path)
     done = {record_key(record) for record in records}
     groups = {}
@@ -235,6 +242,7 @@ def main(argv=None):
     parser.add_argument("--no-curves", action="store_true", help="do not keep per-batch training curves")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default); 1 is faster on a busy machine")
+    parser.add_argument("--scheduler", help="a Dask scheduler, tcp://HOST:8786: run the seeds on its workers")
     options = parser.parse_args(argv)
     config = replace(defaults, pretrain_dataset=options.pretrain, finetune_datasets=tuple(options.finetune),
                      seeds=tuple(options.seeds), samples=tuple(options.samples),
@@ -243,7 +251,7 @@ def main(argv=None):
                      curve_test_images=options.curve_test_images)
     if options.threads:
         torch.set_num_threads(options.threads)
-    records = run_experiment(config, options.results, curves=not options.no_curves)
+    records = run_experiment(config, options.results, curves=not options.no_curves, scheduler=options.scheduler)
     print(f"{len(records)} runs in {options.results}")
     return 0
 
