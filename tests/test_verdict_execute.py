@@ -16,10 +16,11 @@ import sys
 
 import nbformat
 import pytest
-from submissions import BY_NAME, write_assignment
+from submissions import BY_NAME
 
 from autograder import ASSIGNMENT, KIT_ROOT
 from autograder.course import build_course, release_dir
+from autograder.examples import write_assignment
 from autograder.judge.core import judge_submissions
 from autograder.judge.preprocessors import VerdictExecute, check_calls
 from autograder.sandbox import Limits
