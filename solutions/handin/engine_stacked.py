@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
+from .engine_grouped import GroupedRuns
 from .utils import cross_entropy, one_hot
 
 
@@ -75,6 +76,8 @@ class StackedRuns:
         self.template = template
         self.params, self.buffers = stack_module_state(nets)
         self.params = {name: value.detach().clone() for name, value in self.params.items()}
+        self.grouped = None  # a GroupedRuns, built when first needed
+        self.grouped_agrees = {}  # (method, trainable) -> whether GroupedRuns gave vmap's first step
 
     def head(self, method):
         """The network as a module whose forward is ``method`` ("forward", "generalize", ...)."""
@@ -82,6 +85,9 @@ class StackedRuns:
 
     def sgd_step(self, method, trainable, images, soft_labels, noise, lr):
         """One SGD step of every run on its own batch.
+
+        The first step of each (method, trainable) computes the gradients with ``vmap`` and
+        with :class:`GroupedRuns`; when they agree, later steps use the faster grouped network.
 
         Args:
             method: the head to train, "forward" (pretrainer) or "generalize".
@@ -91,6 +97,25 @@ class StackedRuns:
 
         Returns:
             (loss ``[R]``, log_probs ``[R, B, K]``).
+        """
+        phase = (method, tuple(trainable))
+        if self.grouped_agrees.get(phase):
+            grads, loss, log_probs = self.grouped_gradients(method, trainable, images, soft_labels, noise)
+        else:
+            grads, loss, log_probs = self.vmap_gradients(method, trainable, images, soft_labels, noise)
+            if phase not in self.grouped_agrees:
+                self.grouped_agrees[phase] = self.grouped_gives(grads, loss, method, trainable, images,
+                                                                soft_labels, noise)
+        with torch.no_grad():
+            for name in trainable:
+                self.params[name].add_(grads[name], alpha=-lr)  # what torch.optim.SGD does
+        return loss.detach(), log_probs.detach()
+
+    def vmap_gradients(self, method, trainable, images, soft_labels, noise):
+        """Every run's gradients, loss and log-probs with ``vmap`` over ``grad`` of your network.
+
+        Returns:
+            (grads ``{name: [R, *shape]}`` of ``trainable``, loss ``[R]``, log_probs ``[R, B, K]``).
         """
         module = self.head(method)
         dropout = self.template.conv2_drop
@@ -109,10 +134,30 @@ class StackedRuns:
                 trainable_params, frozen_params, self.buffers, runs_innermost(images), soft_labels, noise)
         finally:
             dropout.noise = None  # it holds a vmap-internal tensor, which cannot be copied
-        with torch.no_grad():
-            for name in trainable:
-                self.params[name].add_(grads[name], alpha=-lr)  # what torch.optim.SGD does
-        return loss.detach(), log_probs.detach()
+        return grads, loss, log_probs
+
+    def grouped_gradients(self, method, trainable, images, soft_labels, noise):
+        """The same as :meth:`vmap_gradients`, with :class:`GroupedRuns` and plain autograd."""
+        params = {name: value.detach().requires_grad_(name in trainable) for name, value in self.params.items()}
+        log_probs = self.grouped.log_probs(method, params, runs_innermost(images), noise)
+        loss = vmap(cross_entropy)(log_probs, soft_labels)  # [R]: your loss, run by run
+        grads = torch.autograd.grad(loss.sum(), [params[name] for name in trainable], materialize_grads=True)
+        return dict(zip(trainable, grads)), loss, log_probs
+
+    def grouped_gives(self, grads, loss, *step):
+        """Whether :class:`GroupedRuns` gives these gradients and losses of one step (to float rounding).
+
+        False also when your network cannot be grouped (a layer with weights that is not
+        ``Conv2d`` or ``Linear``) or fails on grouped tensors (it then only works with ``vmap``).
+        """
+        try:
+            if self.grouped is None:
+                self.grouped = GroupedRuns(self.template, len(loss))
+            grouped_grads, grouped_loss, _ = self.grouped_gradients(*step)
+        except Exception:  # noqa: BLE001 - any failure means: keep using vmap
+            return False
+        return torch.allclose(grouped_loss, loss, rtol=1e-4, atol=1e-5) and all(
+            torch.allclose(grouped_grads[name], grads[name], rtol=1e-3, atol=1e-5) for name in grads)
 
     @torch.no_grad()
     def apply(self, method, images, batch_size=250):
