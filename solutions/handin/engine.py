@@ -59,6 +59,7 @@ offers the names of the other three files too (``engine.ExperimentConfig``, ...)
 """
 import argparse
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import torch
@@ -130,17 +131,22 @@ def plain_run(key, samples=None, progress=False):
 # The experiment: groups of runs, results in a JSON file
 
 
-def run_experiment(config, results_path, progress=True, curves=True):
+def run_experiment(config, results_path, progress=True, curves=True, workers=None):
     """Run every run of ``config`` that ``results_path`` does not hold yet, and save after each group.
 
     Runs of one seed are trained together; runs that differ only in ``D_F`` share
-    their pretraining (see :class:`RunGroup`).
+    their pretraining (see :class:`RunGroup`). The runs of a seed are split into
+    ``workers`` parts, each trained in its own thread with one torch thread: on a
+    busy machine that beats one part with several torch threads, whose threads wait
+    for each other at every small operation.
 
     Args:
         config: an ``ExperimentConfig``.
         results_path: JSON file of records; created if absent, extended otherwise.
         progress: show one tqdm bar with an ETA over all steps.
         curves: keep the per-batch training curves in the records (they make the file larger).
+        workers: parts trained in parallel; defaults to the number of CPUs. With 1, the
+            group is trained in this thread with torch's thread setting.
 
     Returns:
         the records of ``config``'s runs, in ``config.run_keys()`` order.
@@ -152,26 +158,23 @@ def run_experiment(config, results_path, progress=True, curves=True):
         if key not in done:
             group = groups.setdefault((key.seed, N_CLASSES[key.finetune_dataset]), {})
             group.setdefault((key.augmentation, key.s), []).append(key)
-    steps = sum(config.pretrain_batches + config.finetune_batches * len({k.finetune_dataset for ks in g.values()
-                                                                         for k in ks}) for g in groups.values())
+    run_steps = sum(len(g) * (config.pretrain_batches + config.finetune_batches * len(
+        {k.finetune_dataset for ks in g.values() for k in ks})) for g in groups.values())
     n_runs = sum(len(keys) for group in groups.values() for keys in group.values())
     experiment = f"{config.pretrain_dataset} → {' and '.join(config.finetune_datasets)}"
     # One bar for the whole experiment (a widget in a notebook, text in a terminal): it names the
-    # experiment, the seed and the phase, shows the time left, and stays below the cell when done.
-    with tqdm(total=steps, desc=f"{experiment}: {n_runs} runs", unit="step", disable=not progress,
-              leave=True) as bar:
+    # experiment and the seed, shows the time left, and stays below the cell when done.
+    with tqdm(total=run_steps, desc=f"{experiment}: {n_runs} runs", unit=" run-steps", unit_scale=True,
+              disable=not progress, leave=True) as bar:
         for (seed, _), group in groups.items():
             pretrain_keys = [keys[0] for keys in group.values()]
-            bar.set_description(f"{experiment}, seed {seed}: pretraining {len(pretrain_keys)} runs")
-            runs = RunGroup(pretrain_keys, config.samples)
-            pretrain_histories = runs.pretrain(config.pretrain_batches, bar, config.test_every)
-            for finetune_dataset in dict.fromkeys(k.finetune_dataset for keys in group.values() for k in keys):
-                bar.set_description(f"{experiment}, seed {seed}: finetuning on {finetune_dataset}")
+            finetune_datasets = list(dict.fromkeys(k.finetune_dataset for keys in group.values() for k in keys))
+            bar.set_description(f"{experiment}, seed {seed}: {len(pretrain_keys)} runs")
+            pretrain_histories, finetune_histories = train_in_parts(pretrain_keys, finetune_datasets, config, bar,
+                                                                    workers or os.cpu_count() or 1)
+            for finetune_dataset in finetune_datasets:
                 keys = [replace(key, finetune_dataset=finetune_dataset) for key in pretrain_keys]
-                _, _, finetune_set, finetune_test = datasets_for(keys[0], config.samples)
-                finetune_histories = runs.finetune(finetune_set, finetune_test, config.finetune_batches, bar,
-                                                   config.test_every)
-                for key, pre, fine in zip(keys, pretrain_histories, finetune_histories):
+                for key, pre, fine in zip(keys, pretrain_histories, finetune_histories[finetune_dataset]):
                     if key in done:
                         continue
                     record = make_record(key, pre, fine)
@@ -183,6 +186,43 @@ def run_experiment(config, results_path, progress=True, curves=True):
             save_results(results_path, records)
     by_key = {record_key(record): record for record in records}
     return [by_key[key] for key in config.run_keys()]
+
+
+def train_in_parts(keys, finetune_datasets, config, progress, workers):
+    """Pretrain the runs ``keys`` (one seed) and finetune them on every ``D_F``, in ``workers`` parts at once.
+
+    Every part is a :class:`RunGroup` of its own. They are built one after the other here
+    (building seeds the global random generators), then trained in parallel threads.
+
+    Returns:
+        (pretrain histories, {finetune dataset: finetune histories}), one history per key, in order.
+    """
+    n_parts = max(1, min(workers, len(keys)))
+    parts = [RunGroup(keys[part::n_parts], config.samples) for part in range(n_parts)]
+
+    def train(runs):
+        if n_parts > 1:
+            torch.set_num_threads(1)
+        pretrain_histories = runs.pretrain(config.pretrain_batches, progress, config.test_every)
+        finetune_histories = {}
+        for finetune_dataset in finetune_datasets:
+            _, _, finetune_set, finetune_test = datasets_for(replace(runs.keys[0], finetune_dataset=finetune_dataset),
+                                                             config.samples)
+            finetune_histories[finetune_dataset] = runs.finetune(finetune_set, finetune_test,
+                                                                 config.finetune_batches, progress, config.test_every)
+        return pretrain_histories, finetune_histories
+
+    if n_parts == 1:
+        trained = [train(parts[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=n_parts) as pool:
+            trained = list(pool.map(train, parts))
+    order = [key for part in range(n_parts) for key in keys[part::n_parts]]  # the keys as the parts hold them
+    pretrain_histories = dict(zip(order, (history for pre, _ in trained for history in pre)))
+    finetune_histories = {dataset: dict(zip(order, (history for _, fine in trained for history in fine[dataset])))
+                          for dataset in finetune_datasets}
+    return ([pretrain_histories[key] for key in keys],
+            {dataset: [histories[key] for key in keys] for dataset, histories in finetune_histories.items()})
 
 
 def report_records(configs, results_path, grading=None):

@@ -5,6 +5,7 @@ A :class:`RunGroup` builds one ``Net`` per run exactly as the plain loop does, s
 run keeps its own random state, so it sees the plain loop's batches, augmentations and
 dropout masks (see the docstring of :mod:`.engine` for the four random sources).
 """
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -27,6 +28,9 @@ from .engine_stacked import (
 from .network import Net
 from .training import batch_indices, seed_everything
 from .utils import one_hot
+
+#: Held while a thread uses numpy's global random state for one run (groups may train in parallel threads).
+NUMPY_RANDOM_STATE = threading.Lock()
 
 
 class RunGroup:
@@ -78,13 +82,15 @@ class RunGroup:
             return images[indices], one_hot(labels[indices], n_classes)
         combine = AUGMENTATION_DICT[augmentation]
         pixels = images.numpy()
-        saved = np.random.get_state()
-        np.random.set_state(self.numpy_states[run])
-        try:
-            blended, weights, partners = zip(*(blend_batch(combine, pixels[index]) for index in indices.numpy()))
-        finally:
-            self.numpy_states[run] = np.random.get_state()
-            np.random.set_state(saved)
+        with NUMPY_RANDOM_STATE:
+            saved = np.random.get_state()
+            np.random.set_state(self.numpy_states[run])
+            try:
+                blended, weights, partners = zip(*(blend_batch(combine, pixels[index])
+                                                   for index in indices.numpy()))
+            finally:
+                self.numpy_states[run] = np.random.get_state()
+                np.random.set_state(saved)
         partner_indices = torch.gather(indices, 1, torch.from_numpy(np.stack(partners)))
         soft_labels = blended_soft_labels(labels[indices], labels[partner_indices], np.stack(weights), n_classes,
                                           images.dtype)
@@ -132,7 +138,7 @@ class RunGroup:
                     loss, log_probs = self.runs.sgd_step("forward", trainable, images[step], soft_labels[step],
                                                          noise[step], self.lr)
                     _append_train(histories, loss, log_probs, soft_labels[step])
-                    progress.update(1)
+                    progress.update(len(self.keys))
                 if test_every and (stop % test_every == 0 or stop == n_batches):
                     log_probs = self.runs.apply("forward", self.pretrain_test.tensors[0])
                     _append_test(histories, stop, *evaluate_log_probs(log_probs, self.pretrain_test.tensors[1],
@@ -181,7 +187,7 @@ class RunGroup:
                     "generalize", trainable, images[indices[step]].expand(n_runs, -1, -1, -1, -1),
                     soft_labels[step].expand(n_runs, -1, -1), noise[step], self.lr)
             _append_train(histories, loss, log_probs, soft_labels[step].expand(n_runs, -1, -1))
-            progress.update(1)
+            progress.update(len(self.keys))
             if (step + 1) % test_every == 0 or step + 1 == n_batches:
                 log_probs = head.apply(test_features) if cached else self.runs.apply(
                     "generalize", finetune_test.tensors[0])

@@ -33,6 +33,10 @@ class RunsConv2d(nn.Module):
 
     Input ``[B, R * C_in, H, W]``, output ``[B, R * C_out, H', W']``. The weights
     (``[R, C_out, C_in, k, k]`` and ``[R, C_out]``) are set before each call.
+
+    An input ``[B, C_in, H, W]`` is the same images for every run (evaluation): then one
+    ordinary convolution with ``R * C_out`` filters gives the same output, without copying
+    the images ``R`` times.
     """
 
     def __init__(self, conv, n_runs):
@@ -45,8 +49,9 @@ class RunsConv2d(nn.Module):
 
     def forward(self, x):
         bias = None if self.bias is None else self.bias.flatten()
+        shared = x.shape[1] == self.weight.shape[2]  # C_in channels: the same images for every run
         return F.conv2d(x, self.weight.flatten(0, 1), bias, self.stride, self.padding, self.dilation,
-                        groups=self.n_runs)
+                        groups=1 if shared else self.n_runs)
 
 
 class RunsLinear(nn.Module):
@@ -98,23 +103,27 @@ class GroupedRuns:
             parent, _, attribute = name.rpartition(".")
             setattr(self.net.get_submodule(parent), attribute, layer)
 
-    def log_probs(self, method, params, images, noise):
-        """Every run's ``method`` ("forward", "generalize") on its own images, in train mode.
+    def __call__(self, method, params, images, noise=None):
+        """Every run's ``method`` ("forward", "generalize", "apply_convs") on its own images.
 
         Args:
             params: ``{name: [R, *shape]}`` as in ``net.named_parameters()`` (may require grad).
-            images: ``[R, B, C, H, W]``; noise: ``[R, B, C', 1, 1]``, each run's dropout noise.
+            images: ``[R, B, C, H, W]``, or ``[B, C, H, W]``: the same images for every run.
+            noise: ``[R, B, C', 1, 1]``, each run's dropout noise (train mode), or None (eval mode).
 
         Returns:
-            ``[R, B, K]``.
+            ``[R, B, ...]``, e.g. log-probs ``[R, B, K]`` or features ``[R, B, 256]``.
         """
-        runs, batch = images.shape[:2]
+        runs, batch = self.n_runs, images.shape[-4]
         for name, layer in self.layers.items():
             layer.weight, layer.bias = params[f"{name}.weight"], params.get(f"{name}.bias")
-        self.net.conv2_drop.noise = noise.movedim(0, 1).flatten(1, 2)  # [B, R * C', 1, 1]
-        self.net.train()
+        self.net.train(noise is not None)
+        if noise is not None:
+            self.net.conv2_drop.noise = noise.movedim(0, 1).flatten(1, 2)  # [B, R * C', 1, 1]
         try:
-            out = getattr(self.net, method)(images.movedim(0, 1).flatten(1, 2))  # [B, R * C, H, W] in
+            if images.dim() == 5:
+                images = images.movedim(0, 1).flatten(1, 2)  # [B, R * C, H, W]
+            out = getattr(self.net, method)(images)
         finally:
             for layer in self.layers.values():
                 layer.weight = layer.bias = None
