@@ -17,11 +17,15 @@ faster because it
    numpy random state, exactly as the plain loop would, in a thread, while the runs
    train on the previous chunk of batches;
 3. trains all runs of one seed together: ``torch.func.stack_module_state`` stacks
-   their parameters, ``vmap`` over ``grad`` of a ``functional_call`` of your network
-   computes every run's gradient in one pass, and an SGD step updates them;
+   their parameters, and one pass of your network computes every run's gradient: a copy
+   of your network whose layers with weights work on all runs at once (grouped
+   convolutions, ``engine_grouped.py``), after its first step gave the same gradients as
+   ``vmap`` over ``grad`` of a ``functional_call`` of your network (else ``vmap`` it is);
+   then an SGD step updates them. The runs are split into one part per CPU core, each
+   trained in its own thread;
 4. finetunes on cached features: the convolutions are frozen, so their output for
    each training and test image is computed once;
-5. evaluates with large batches without gradients, one run after the other.
+5. evaluates without gradients, all runs at once on batches of 50 images.
 
 Randomness, and why a run matches the plain loop step for step. A run with seed
 ``seed`` draws from four sources, in this order, in both implementations:
@@ -47,15 +51,16 @@ and falls back to running the convolutions at every step when it does not hold.
 Results go to a JSON file, one record per run with its config and seed; a rerun
 skips the runs that are already there. Run ``python -m handin.engine --help``.
 
-The engine in four files, each read on its own:
+The engine in five files, each read on its own:
 
 * ``engine_config.py``: :class:`ExperimentConfig`, the :class:`RunKey` of each run, and a run's data;
 * ``engine_stacked.py``: your network for many runs at once (stacked parameters, vmapped SGD steps);
+* ``engine_grouped.py``: the same as one network with the runs' channels side by side (faster);
 * ``engine_group.py``: :class:`RunGroup`, the runs of one seed trained together;
 * ``engine_results.py``: the results file (records, load and save).
 
 This file holds the plain reference run, the experiment loop and the command line, and
-offers the names of the other three files too (``engine.ExperimentConfig``, ...).
+offers the names of the other files too (``engine.ExperimentConfig``, ...).
 """
 import argparse
 import os
@@ -91,7 +96,7 @@ __all__ = ["ExperimentConfig", "RunKey", "QUICK_ENV", "QUICK_SETTINGS", "REPORT_
            "GRADING_ENV", "default_config", "report_experiments", "load_data", "datasets_for", "curve_test_set",
            "StackedRuns", "FeatureHead", "dropout_noise", "features_are_cacheable", "finetune_parameter_names",
            "RunGroup", "history_record", "make_record", "load_results", "save_results", "record_key",
-           "plain_run", "run_experiment", "report_records", "main"]
+           "plain_run", "run_experiment", "checked_device", "report_records", "main"]
 
 #: nbgrader sets this while it autogrades; the report then loads saved results instead of training.
 GRADING_ENV = "NBGRADER_EXECUTION"
@@ -131,7 +136,7 @@ def plain_run(key, samples=None, progress=False):
 # The experiment: groups of runs, results in a JSON file
 
 
-def run_experiment(config, results_path, progress=True, curves=True, workers=None):
+def run_experiment(config, results_path, progress=True, curves=True, workers=None, device="cpu"):
     """Run every run of ``config`` that ``results_path`` does not hold yet, and save after each group.
 
     Runs of one seed are trained together; runs that differ only in ``D_F`` share
@@ -145,12 +150,19 @@ def run_experiment(config, results_path, progress=True, curves=True, workers=Non
         results_path: JSON file of records; created if absent, extended otherwise.
         progress: show one tqdm bar with an ETA over all steps.
         curves: keep the per-batch training curves in the records (they make the file larger).
-        workers: parts trained in parallel; defaults to the number of CPUs. With 1, the
-            group is trained in this thread with torch's thread setting.
+        workers: parts trained in parallel; defaults to the number of CPUs (1 on a GPU). With 1,
+            the group is trained in this thread with torch's thread setting.
+        device: where the runs train, "cpu" or a CUDA device such as "cuda"; the records are
+            the same (random draws stay on the CPU), up to float rounding.
 
     Returns:
         the records of ``config``'s runs, in ``config.run_keys()`` order.
+
+    Raises:
+        ValueError: for a CUDA device when torch finds none.
     """
+    device = checked_device(device)
+    workers = workers or (os.cpu_count() or 1 if device.type == "cpu" else 1)
     records = load_results(results_path)
     done = {record_key(record) for record in records}
     groups = {}
@@ -171,7 +183,7 @@ def run_experiment(config, results_path, progress=True, curves=True, workers=Non
             finetune_datasets = list(dict.fromkeys(k.finetune_dataset for keys in group.values() for k in keys))
             bar.set_description(f"{experiment}, seed {seed}: {len(pretrain_keys)} runs")
             pretrain_histories, finetune_histories = train_in_parts(pretrain_keys, finetune_datasets, config, bar,
-                                                                    workers or os.cpu_count() or 1)
+                                                                    workers, device)
             for finetune_dataset in finetune_datasets:
                 keys = [replace(key, finetune_dataset=finetune_dataset) for key in pretrain_keys]
                 for key, pre, fine in zip(keys, pretrain_histories, finetune_histories[finetune_dataset]):
@@ -188,7 +200,25 @@ def run_experiment(config, results_path, progress=True, curves=True, workers=Non
     return [by_key[key] for key in config.run_keys()]
 
 
-def train_in_parts(keys, finetune_datasets, config, progress, workers):
+def checked_device(device):
+    """``torch.device(device)``, after checking that torch can use it.
+
+    Raises:
+        ValueError: for a CUDA device when ``torch.cuda.is_available()`` is False, or an unknown name.
+    """
+    try:
+        device = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {device!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: torch finds no CUDA device here (torch.cuda.is_available() "
+                         f"is False); use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {str(device)!r}: the engine runs on cpu or cuda")
+    return device
+
+
+def train_in_parts(keys, finetune_datasets, config, progress, workers, device):
     """Pretrain the runs ``keys`` (one seed) and finetune them on every ``D_F``, in ``workers`` parts at once.
 
     Every part is a :class:`RunGroup` of its own. They are built one after the other here
@@ -198,7 +228,7 @@ def train_in_parts(keys, finetune_datasets, config, progress, workers):
         (pretrain histories, {finetune dataset: finetune histories}), one history per key, in order.
     """
     n_parts = max(1, min(workers, len(keys)))
-    parts = [RunGroup(keys[part::n_parts], config.samples) for part in range(n_parts)]
+    parts = [RunGroup(keys[part::n_parts], config.samples, device) for part in range(n_parts)]
 
     def train(runs):
         if n_parts > 1:
@@ -275,7 +305,14 @@ def main(argv=None):
     parser.add_argument("--no-curves", action="store_true", help="do not keep per-batch training curves")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default); 1 is faster on a busy machine")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="parts of each seed's runs trained in parallel, one torch thread each (0: the CPU count)")
+    parser.add_argument("--device", default="cpu", help="where the runs train: cpu (default) or cuda")
     options = parser.parse_args(argv)
+    try:
+        checked_device(options.device)
+    except ValueError as error:
+        parser.error(str(error))
     config = replace(defaults, pretrain_dataset=options.pretrain, finetune_datasets=tuple(options.finetune),
                      seeds=tuple(options.seeds), samples=tuple(options.samples),
                      augmentations=tuple(options.augmentations), pretrain_batches=options.pretrain_batches,
@@ -283,7 +320,8 @@ def main(argv=None):
                      curve_test_images=options.curve_test_images)
     if options.threads:
         torch.set_num_threads(options.threads)
-    records = run_experiment(config, options.results, curves=not options.no_curves)
+    records = run_experiment(config, options.results, curves=not options.no_curves, workers=options.workers,
+                             device=options.device)
     print(f"{len(records)} runs in {options.results}")
     return 0
 

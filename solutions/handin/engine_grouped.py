@@ -123,9 +123,21 @@ class GroupedRuns:
         try:
             if images.dim() == 5:
                 images = images.movedim(0, 1).flatten(1, 2)  # [B, R * C, H, W]
-            out = getattr(self.net, method)(images)
+            out = getattr(self.net, method)(channels_last(images))
         finally:
             for layer in self.layers.values():
                 layer.weight = layer.bias = None
             self.net.conv2_drop.noise = None
         return out.reshape(batch, runs, -1).transpose(0, 1)
+
+
+def channels_last(images):
+    """The same images stored channels-last (``[B, H, W, C]`` in memory), copied unless they already are.
+
+    Convolutions then give channels-last outputs, on which max-pool is about 10 times faster
+    here than on ``[B, C, H, W]``. The strides are checked directly: for one channel, torch's
+    ``contiguous(memory_format=torch.channels_last)`` sees no difference and copies nothing.
+    """
+    if images.stride(1) == 1:
+        return images
+    return torch.empty_like(images, memory_format=torch.channels_last).copy_(images)

@@ -6,6 +6,10 @@ takes one SGD step of all of them with ``vmap`` over ``grad`` of a ``functional_
 your network. :class:`FeatureHead` does the same for ``generalize`` on cached features,
 which is how the engine finetunes when :func:`features_are_cacheable` says it is exact.
 
+``vmap`` works for any network. The faster :class:`~.engine_grouped.GroupedRuns` (your
+network with the runs' channels side by side) takes over the steps and evaluations once
+its first result equals ``vmap``'s, or running the runs one after the other for evaluation.
+
 Dropout inside a vmapped call cannot draw its own masks run by run, so ``conv2_drop`` is
 swapped for :class:`MaskedDropout`, which multiplies by a mask drawn beforehand with each
 run's own random stream (:func:`dropout_noise`): the very masks ``Dropout2d`` would draw.
@@ -81,6 +85,7 @@ class StackedRuns:
         self.params, self.buffers = stack_module_state(nets)
         self.params = {name: value.detach().clone() for name, value in self.params.items()}
         self.n_runs = len(nets)
+        self.device = next(iter(self.params.values())).device
         self.grouped = None  # a GroupedRuns, built when first needed (grouped_network)
         self.grouped_agrees = {}  # (method, trainable) -> whether GroupedRuns gave vmap's first step
 
@@ -183,6 +188,7 @@ class StackedRuns:
         Returns:
             ``[R, N, ...]``.
         """
+        images = images.to(self.device)
         check = ("apply", method)
         if check not in self.grouped_agrees:
             separate = self.apply_run_by_run(method, images[:GROUPED_EVAL_BATCH])
@@ -201,7 +207,7 @@ class StackedRuns:
 
     def apply_grouped(self, method, images):
         """``method`` of every run at once with :class:`GroupedRuns`, in eval mode: ``[R, N, ...]``."""
-        return self.grouped_network()(method, self.params, images.contiguous(memory_format=torch.channels_last))
+        return self.grouped_network()(method, self.params, images)
 
     def apply_run_by_run(self, method, images):
         """``method`` of one run after the other (``functional_call`` of your network), in eval mode."""
@@ -264,6 +270,7 @@ def evaluate_log_probs(log_probs, labels, n_classes):
     Returns:
         (losses, accuracies): two lists of ``R`` floats.
     """
+    labels = labels.to(log_probs.device)
     targets = one_hot(labels, n_classes)
     losses = [cross_entropy(run, targets).item() for run in log_probs]
     accuracies = ((log_probs.argmax(dim=2) == labels).sum(dim=1).double() / len(labels)).tolist()
