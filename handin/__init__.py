@@ -4,5 +4,5 @@ Modules you complete: ``augmentations``, ``network``, ``utils``.
 Provided modules: ``blending`` (applies your augmentations to a batch), ``data``,
 ``training``, ``plotting``, ``checks`` (visible self-checks), ``engine`` (the fast
 experiment engine; its parts are in ``engine_config``, ``engine_stacked``,
-``engine_group`` and ``engine_results``) and ``findings`` (tests the report's claims).
+``engine_grouped``, ``engine_group`` and ``engine_results``) and ``findings`` (tests the report's claims).
 """
