@@ -181,9 +181,8 @@ def run_experiment(config, results_path, progress=True, curves=True, workers=Non
         for (seed, _), group in groups.items():
             pretrain_keys = [keys[0] for keys in group.values()]
             finetune_datasets = list(dict.fromkeys(k.finetune_dataset for keys in group.values() for k in keys))
-            bar.set_description(f"{experiment}, seed {seed}: {len(pretrain_keys)} runs")
             pretrain_histories, finetune_histories = train_in_parts(pretrain_keys, finetune_datasets, config, bar,
-                                                                    workers, device)
+                                                                    workers, device, f"{experiment}, seed {seed}")
             for finetune_dataset in finetune_datasets:
                 keys = [replace(key, finetune_dataset=finetune_dataset) for key in pretrain_keys]
                 for key, pre, fine in zip(keys, pretrain_histories, finetune_histories[finetune_dataset]):
@@ -218,11 +217,14 @@ def checked_device(device):
     return device
 
 
-def train_in_parts(keys, finetune_datasets, config, progress, workers, device):
+def train_in_parts(keys, finetune_datasets, config, progress, workers, device, label):
     """Pretrain the runs ``keys`` (one seed) and finetune them on every ``D_F``, in ``workers`` parts at once.
 
     Every part is a :class:`RunGroup` of its own. They are built one after the other here
     (building seeds the global random generators), then trained in parallel threads.
+
+    Args:
+        label: what the progress bar shows before the phase ("mnist → mnist, seed 0").
 
     Returns:
         (pretrain histories, {finetune dataset: finetune histories}), one history per key, in order.
@@ -233,9 +235,11 @@ def train_in_parts(keys, finetune_datasets, config, progress, workers, device):
     def train(runs):
         if n_parts > 1:
             torch.set_num_threads(1)
+        progress.set_description(f"{label}: pretraining {len(keys)} runs")
         pretrain_histories = runs.pretrain(config.pretrain_batches, progress, config.test_every)
         finetune_histories = {}
         for finetune_dataset in finetune_datasets:
+            progress.set_description(f"{label}: finetuning on {finetune_dataset}")
             _, _, finetune_set, finetune_test = datasets_for(replace(runs.keys[0], finetune_dataset=finetune_dataset),
                                                              config.samples)
             finetune_histories[finetune_dataset] = runs.finetune(finetune_set, finetune_test,
