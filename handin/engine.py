@@ -162,7 +162,7 @@ def run_experiment(config, results_path, progress=True, curves=True, workers=Non
         ValueError: for a CUDA device when torch finds none.
     """
     device = checked_device(device)
-    workers = workers or (os.cpu_count() or 1 if device.type == "cpu" else 1)
+    workers = workers or ((os.cpu_count() or 1) if device.type == "cpu" else 1)
     records = load_results(results_path)
     done = {record_key(record) for record in records}
     groups = {}
@@ -249,12 +249,17 @@ def train_in_parts(keys, finetune_datasets, config, progress, workers, device, l
     if n_parts == 1:
         trained = [train(parts[0])]
     else:
-        with ThreadPoolExecutor(max_workers=n_parts) as pool:
-            trained = list(pool.map(train, parts))
-    order = [key for part in range(n_parts) for key in keys[part::n_parts]]  # the keys as the parts hold them
-    pretrain_histories = dict(zip(order, (history for pre, _ in trained for history in pre)))
-    finetune_histories = {dataset: dict(zip(order, (history for _, fine in trained for history in fine[dataset])))
-                          for dataset in finetune_datasets}
+        threads = torch.get_num_threads()
+        try:
+            with ThreadPoolExecutor(max_workers=n_parts) as pool:
+                trained = list(pool.map(train, parts))
+        finally:
+            torch.set_num_threads(threads)  # the parts set it to 1 for the whole process
+    pretrain_histories, finetune_histories = {}, {dataset: {} for dataset in finetune_datasets}
+    for runs, (pre, fine) in zip(parts, trained):
+        pretrain_histories.update(zip(runs.keys, pre))
+        for dataset in finetune_datasets:
+            finetune_histories[dataset].update(zip(runs.keys, fine[dataset]))
     return ([pretrain_histories[key] for key in keys],
             {dataset: [histories[key] for key in keys] for dataset, histories in finetune_histories.items()})
 
