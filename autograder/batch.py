@@ -8,8 +8,9 @@ Pipeline (each step resumable; per-student results are written atomically)::
     judge        run every student's functions in a sandboxed child, compare outside,
                  2 in parallel                  -> RESULTS/verdicts/<key>.json (key: hash of the modules)
     autograde    then ONE real `nbgrader autograde hand_in_3` over the students (re)graded in this
-                 run: every verdict exists before it starts; grading.ipynb's grade cells only read
-                 them (HANDIN3_CELL_JUDGES=0), a missing one fails at once -> RESULTS/course/gradebook.db
+                 run, started with the judges so that its start-up overlaps them, told to grade
+                 once every verdict exists; grading.ipynb's grade cells only read them
+                 (HANDIN3_CELL_JUDGES=0), a missing one fails at once -> RESULTS/course/gradebook.db
     report       RESULTS/feedback/<id>.html, then RESULTS/grades.csv (scores read back from the gradebook)
 
 Each per-student step runs under a catch-all: a fault of the grader on one student becomes
@@ -96,8 +97,15 @@ class Results:
 
 
 def prepare_course(results):
-    """Build the nbgrader course (source, release, gradebook) once; later runs reuse it."""
+    """Build the nbgrader course (source, release, gradebook) and the hidden inputs once; later runs reuse them.
+
+    The hidden inputs depend only on the course secret and the judge's version; they are kept
+    in ``RESULTS/verdicts`` (:func:`autograder.judge.core.stored_inputs`).
+    """
+    from .judge.core import HiddenInputs
     from .nbgrader_glue.course import build_course
+
+    HiddenInputs(cache_dir=results.verdicts)
 
     if not (results.release / "grading.ipynb").is_file():
         build_course(results.course, force=True)
@@ -200,32 +208,54 @@ def nbgrader_environment(results, use_sandbox):
     return environment
 
 
-def run_autograde(results, student_ids, use_sandbox, faults):
-    """ONE real ``nbgrader autograde hand_in_3`` for the given students, after the judges finished.
+def start_autograde(results, use_sandbox):
+    """Start ``nbgrader autograde hand_in_3`` now; it gets ready and waits for :func:`run_autograde`'s go.
 
-    nbgrader skips students that already have an autograded folder, so removing those of
-    ``student_ids`` first makes the run cover exactly them. A student nbgrader did not
-    autograde is recorded in ``faults``; the others are unaffected.
+    nbgrader's start-up (imports, configuration) then overlaps the judging; it grades nothing
+    before the go (:mod:`.nbgrader_glue.launch`), which comes once every verdict exists.
+    Returns the Popen; its output goes to ``RESULTS/nbgrader-autograde.log``.
     """
-    if not student_ids:
-        return
-    for student_id in student_ids:
-        shutil.rmtree(results.autograded(student_id), ignore_errors=True)
-    command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, f"--CourseDirectory.root={results.course}"]
-    log = results.root / "nbgrader-autograde.log"
-    with open(log, "w") as output:
-        done = subprocess.run(
+    launch = (
+        f"import sys; sys.path.insert(0, {str(KIT_ROOT)!r}); "
+        "from autograder.nbgrader_glue.launch import main; sys.exit(main(sys.argv[1:]))"
+    )
+    command = [sys.executable, "-c", launch, "autograde", ASSIGNMENT, f"--CourseDirectory.root={results.course}"]
+    with open(results.root / "nbgrader-autograde.log", "w") as output:
+        return subprocess.Popen(
             command,
             cwd=results.course,
             env=nbgrader_environment(results, use_sandbox),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+
+
+def run_autograde(results, student_ids, faults, nbgrader):
+    """Let the waiting ``nbgrader autograde`` (:func:`start_autograde`) grade ``student_ids``, after the judges.
+
+    nbgrader skips students that already have an autograded folder, so removing those of
+    ``student_ids`` first makes the run cover exactly them. A student nbgrader did not
+    autograde is recorded in ``faults``; the others are unaffected. With no students,
+    nbgrader is told to stop without grading.
+    """
+    from .nbgrader_glue.launch import GO
+
+    for student_id in student_ids:
+        shutil.rmtree(results.autograded(student_id), ignore_errors=True)
+    try:
+        if student_ids:
+            nbgrader.stdin.write(f"{GO}\n".encode())
+        nbgrader.stdin.close()
+    except OSError:
+        pass  # nbgrader already ended (it could not start): every student below is recorded
+    returncode = nbgrader.wait()
     for student_id in student_ids:
         if not (results.autograded(student_id) / GRADING).is_file():
             faults.setdefault(
-                student_id, f"`nbgrader autograde` did not grade this student (exit {done.returncode}); see {log}"
+                student_id,
+                f"`nbgrader autograde` did not grade this student (exit {returncode}); "
+                f"see {results.root / 'nbgrader-autograde.log'}",
             )
 
 
@@ -387,11 +417,13 @@ def grade(
     if results.root == submissions_dir or submissions_dir in results.root.parents:
         raise GraderError(f"--out {results.root} must not be inside the submissions folder")
     staging = collecting.make_staging_dir(results.root)
+    nbgrader = None
     try:
         clock = PhaseClock(results.root / "run.json")
         clock.phases["limits"] = limits  # how each sandbox limit was enforced in this run
         submissions = collecting.collect(submissions_dir, staging, lms_regexp)
         prepare_course(results)
+        nbgrader = start_autograde(results, use_sandbox)
         clock.lap("collect_and_course")
         faults = {}  # student id -> what went wrong in the grader (CSV status grader_error)
         keys = {}
@@ -423,7 +455,7 @@ def grade(
             print(
                 f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, every verdict ready", file=sys.stderr
             )
-        run_autograde(results, autograde_ids, use_sandbox, faults)
+        run_autograde(results, autograde_ids, faults, nbgrader)
         done.update({i: keys[i] for i in autograde_ids if i not in faults})
         for student_id in faults:
             done.pop(student_id, None)  # graded again by the next run
@@ -434,6 +466,9 @@ def grade(
         clock.lap("csv_and_feedback", students=len(rows))
         return rows
     finally:
+        if nbgrader is not None and nbgrader.poll() is None:  # the run stopped before or during the autograde
+            nbgrader.kill()
+            nbgrader.wait()
         shutil.rmtree(staging, ignore_errors=True)
 
 
