@@ -7,10 +7,11 @@ Pipeline (each step resumable; per-student results are written atomically)::
     normalize    write ONLY the known files into RESULTS/course/submitted/<id>/hand_in_3/
     judge        run every student's functions in a sandboxed child, compare outside,
                  2 in parallel                  -> RESULTS/verdicts/<key>.json (key: hash of the modules)
-    autograde    then ONE real `nbgrader autograde hand_in_3` over the students (re)graded in this
-                 run, started with the judges so that its start-up overlaps them, told to grade
-                 once every verdict exists; grading.ipynb's grade cells only read them
-                 (HANDIN3_CELL_JUDGES=0), a missing one fails at once -> RESULTS/course/gradebook.db
+    autograde    ONE real `nbgrader autograde hand_in_3` over the students (re)graded in this run,
+                 started with the judges: it grades each student once told that the student's
+                 judging has ended (verdict stored, or failed); grading.ipynb's grade cells only
+                 read verdicts (HANDIN3_CELL_JUDGES=0), a missing one fails at once
+                 -> RESULTS/course/gradebook.db
     report       RESULTS/feedback/<id>.html, then RESULTS/grades.csv (scores read back from the gradebook)
 
 Each per-student step runs under a catch-all: a fault of the grader on one student becomes
@@ -30,9 +31,11 @@ import dataclasses
 import io
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -117,38 +120,32 @@ def prepare_course(results):
 
 
 def judge_all(
-    submissions,
+    todo,
     results,
     workers,
     use_sandbox,
-    force,
     progress,
     faults,
     time_limit=None,
     scheduler=None,
     allow_unenforced_limits=False,
+    on_judged=lambda submission: None,
 ):
-    """Judge the students whose verdict is not cached yet (or all with ``force``), ``workers`` at a time,
-    or, with ``scheduler`` (a Dask address), one task per student on its workers (:mod:`.distributed`).
+    """Judge the students ``todo``, ``workers`` at a time, or, with ``scheduler`` (a Dask
+    address), one task per student on its workers (:mod:`.distributed`).
 
     The work happens in sandboxed children, so threads suffice here; each verdict is
     stored in the judge's cache (keyed by the modules' bytes) the moment it arrives. A
     fault of the judge or the sandbox on one student (``SandboxFault`` or any other
-    exception) is recorded in ``faults`` and stores no verdict.
-
-    Returns:
-        the student ids judged in this run.
+    exception) is recorded in ``faults`` and stores no verdict. ``on_judged(submission)``
+    is called once the student's verdict is stored or its fault recorded (on Dask: for
+    every student once all are done).
     """
     from .judge.core import DEFAULT_LIMITS, HiddenInputs, judge_submission
 
-    todo = [s for s in submissions if needs_judging(results, s, force)]
     if not todo:
-        return []
+        return
     progress.reset(total=len(todo))
-    if len(todo) < len(submissions) and not force:
-        progress.write(
-            f"{len(submissions) - len(todo)} student(s) already judged with the same files: skipped (use --force)"
-        )
     limits = (
         DEFAULT_LIMITS
         if time_limit is None
@@ -173,7 +170,9 @@ def judge_all(
             progress=progress,
             record_fault=record_fault,
         )
-        return [s.student_id for s in todo]
+        for submission in todo:
+            on_judged(submission)
+        return
     inputs = HiddenInputs(cache_dir=results.verdicts)
 
     def one(submission):
@@ -184,13 +183,13 @@ def judge_all(
         except Exception as error:  # noqa: BLE001 - the grader's fault, never the student's: report, go on
             kind = "the sandbox failed" if isinstance(error, SandboxFault) else "the judge failed"
             record_fault(submission, f"{kind}: {type(error).__name__}: {error}")
+        on_judged(submission)
         return submission
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for submission in pool.map(one, todo):
             progress.update(1)
             progress.set_postfix_str(submission.student_id)
-    return [s.student_id for s in todo]
 
 
 def handin_of(results, submission):
@@ -204,59 +203,85 @@ def nbgrader_environment(results, use_sandbox):
     environment[SANDBOX_ENV] = "1" if use_sandbox else "0"
     environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
     environment[VERDICTS_ENV] = str(results.verdicts)
-    environment[CELL_JUDGES_ENV] = "0"  # every verdict exists before nbgrader starts: a missing one is an error
+    environment[CELL_JUDGES_ENV] = "0"  # cells run once their student's judging ended: a missing verdict is an error
     return environment
 
 
-def start_autograde(results, use_sandbox):
-    """Start ``nbgrader autograde hand_in_3`` now; it gets ready and waits for :func:`run_autograde`'s go.
+class PipelinedAutograde:
+    """The run's ONE real ``nbgrader autograde hand_in_3``, started before the judges.
 
-    nbgrader's start-up (imports, configuration) then overlaps the judging; it grades nothing
-    before the go (:mod:`.nbgrader_glue.launch`), which comes once every verdict exists.
-    Returns the Popen; its output goes to ``RESULTS/nbgrader-autograde.log``.
-    """
-    launch = (
-        f"import sys; sys.path.insert(0, {str(KIT_ROOT)!r}); "
-        "from autograder.nbgrader_glue.launch import main; sys.exit(main(sys.argv[1:]))"
-    )
-    command = [sys.executable, "-c", launch, "autograde", ASSIGNMENT, f"--CourseDirectory.root={results.course}"]
-    with open(results.root / "nbgrader-autograde.log", "w") as output:
-        return subprocess.Popen(
-            command,
-            cwd=results.course,
-            env=nbgrader_environment(results, use_sandbox),
-            stdin=subprocess.PIPE,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def run_autograde(results, student_ids, faults, nbgrader):
-    """Let the waiting ``nbgrader autograde`` (:func:`start_autograde`) grade ``student_ids``, after the judges.
+    nbgrader works through ``student_ids`` in its own order while the judges run: before
+    grading a student from the verdicts it waits (``--VerdictExecute.await_settled``) until
+    :meth:`settle` has said that student's judging has ended, a definitive signal sent once
+    the verdict is stored or the judge failed (then the grade cells fail at once, as before).
+    Its start-up (imports, configuration, the report notebooks) overlaps the judging.
 
     nbgrader skips students that already have an autograded folder, so removing those of
-    ``student_ids`` first makes the run cover exactly them. A student nbgrader did not
-    autograde is recorded in ``faults``; the others are unaffected. With no students,
-    nbgrader is told to stop without grading.
+    ``student_ids`` first makes the run cover exactly them. Its output goes to
+    ``RESULTS/nbgrader-autograde.log``.
     """
-    from .nbgrader_glue.launch import GO
 
-    for student_id in student_ids:
-        shutil.rmtree(results.autograded(student_id), ignore_errors=True)
-    try:
-        if student_ids:
-            nbgrader.stdin.write(f"{GO}\n".encode())
-        nbgrader.stdin.close()
-    except OSError:
-        pass  # nbgrader already ended (it could not start): every student below is recorded
-    returncode = nbgrader.wait()
-    for student_id in student_ids:
-        if not (results.autograded(student_id) / GRADING).is_file():
-            faults.setdefault(
-                student_id,
-                f"`nbgrader autograde` did not grade this student (exit {returncode}); "
-                f"see {results.root / 'nbgrader-autograde.log'}",
+    def __init__(self, results, student_ids, use_sandbox):
+        self.results, self.student_ids, self.process = results, list(student_ids), None
+        self.started, self.seconds, self.cpu_seconds = time.monotonic(), 0.0, 0.0
+        self.log = results.root / "nbgrader-autograde.log"
+        self.messages = queue.SimpleQueue()  # written by a thread: a full pipe never blocks a judge
+        if not self.student_ids:
+            return
+        for student_id in self.student_ids:
+            shutil.rmtree(results.autograded(student_id), ignore_errors=True)
+        launch = (
+            f"import sys; sys.path.insert(0, {str(KIT_ROOT)!r}); "
+            "from autograder.nbgrader_glue.launch import main; sys.exit(main(sys.argv[1:]))"
+        )
+        command = [sys.executable, "-c", launch, "autograde", ASSIGNMENT, f"--CourseDirectory.root={results.course}"]
+        with open(self.log, "w") as output:
+            self.process = subprocess.Popen(
+                [*command, "--VerdictExecute.await_settled=True"],
+                cwd=results.course,
+                env=nbgrader_environment(results, use_sandbox),
+                stdin=subprocess.PIPE,
+                stdout=output,
+                stderr=subprocess.STDOUT,
             )
+        self.writer = threading.Thread(target=self._write_messages, daemon=True)
+        self.writer.start()
+
+    def _write_messages(self):
+        try:
+            while (line := self.messages.get()) is not None:
+                self.process.stdin.write(line.encode())
+                self.process.stdin.flush()
+            self.process.stdin.close()
+        except OSError:
+            pass  # nbgrader has ended (it could not start): finish() records its students
+
+    def settle(self, student_id):
+        """Tell nbgrader that this student's judging has ended (verdict stored, or failed for good)."""
+        if self.process is not None:
+            self.messages.put(json.dumps({"settled": student_id}) + "\n")
+
+    def finish(self, faults):
+        """Wait for nbgrader; a student it did not autograde is recorded in ``faults``."""
+        if self.process is None:
+            return
+        self.messages.put(None)  # then stdin ends: nbgrader waits for nobody any more
+        self.writer.join()
+        _, status, usage = os.wait4(self.process.pid, 0)  # wait() without its CPU time
+        returncode = self.process.returncode = os.waitstatus_to_exitcode(status)
+        self.seconds = round(time.monotonic() - self.started, 2)
+        self.cpu_seconds = round(usage.ru_utime + usage.ru_stime, 2)
+        for student_id in self.student_ids:
+            if not (self.results.autograded(student_id) / GRADING).is_file():
+                faults.setdefault(
+                    student_id, f"`nbgrader autograde` did not grade this student (exit {returncode}); see {self.log}"
+                )
+
+    def stop(self):
+        """End nbgrader if it still runs (the batch grader itself failed)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def gradebook_scores(results):
@@ -417,13 +442,12 @@ def grade(
     if results.root == submissions_dir or submissions_dir in results.root.parents:
         raise GraderError(f"--out {results.root} must not be inside the submissions folder")
     staging = collecting.make_staging_dir(results.root)
-    nbgrader = None
+    autograde = None
     try:
         clock = PhaseClock(results.root / "run.json")
         clock.phases["limits"] = limits  # how each sandbox limit was enforced in this run
         submissions = collecting.collect(submissions_dir, staging, lms_regexp)
         prepare_course(results)
-        nbgrader = start_autograde(results, use_sandbox)
         clock.lap("collect_and_course")
         faults = {}  # student id -> what went wrong in the grader (CSV status grader_error)
         keys = {}
@@ -432,43 +456,59 @@ def grade(
                 guarded(faults, submission, collecting.normalize, submission, results.course, results.release)
                 keys[submission.student_id] = guarded(faults, submission, verdict_key, results, submission)
         gradable = [s for s in submissions if s.gradable and s.student_id not in faults]
+        todo = sorted((s for s in gradable if needs_judging(results, s, force)), key=lambda s: s.student_id)
+        if len(todo) < len(gradable) and not force and not quiet:
+            print(
+                f"{len(gradable) - len(todo)} student(s) already judged with the same files: skipped (use --force)",
+                file=sys.stderr,
+            )
+        done = read_json(results.autograded_keys) or {}
+        judging = {s.student_id for s in todo}
+        autograde_ids = sorted(
+            s.student_id for s in gradable if s.student_id in judging or done.get(s.student_id) != keys[s.student_id]
+        )
+        if not quiet and autograde_ids:
+            print(
+                f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, each once its judging has ended",
+                file=sys.stderr,
+            )
+        autograde = PipelinedAutograde(results, autograde_ids, use_sandbox)
+        for student_id in autograde_ids:
+            if student_id not in judging:
+                autograde.settle(student_id)  # its verdict is already stored
         with tqdm(total=len(gradable), desc="judging", unit="student", disable=quiet, dynamic_ncols=True) as bar:
-            judged = judge_all(
-                gradable,
+            judge_all(
+                todo,
                 results,
                 workers,
                 use_sandbox,
-                force,
                 bar,
                 faults,
                 time_limit,
                 scheduler,
                 allow_unenforced_limits,
+                on_judged=lambda submission: autograde.settle(submission.student_id),
             )
-        clock.lap("judge", students=len(judged))
+        clock.lap("judge", students=len(todo))
 
-        done = read_json(results.autograded_keys) or {}
-        autograde_ids = sorted(
-            s.student_id for s in gradable if s.student_id in judged or done.get(s.student_id) != keys[s.student_id]
-        )
-        if not quiet and autograde_ids:
-            print(
-                f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, every verdict ready", file=sys.stderr
-            )
-        run_autograde(results, autograde_ids, faults, nbgrader)
+        autograde.finish(faults)
         done.update({i: keys[i] for i in autograde_ids if i not in faults})
         for student_id in faults:
             done.pop(student_id, None)  # graded again by the next run
         write_atomically(results.autograded_keys, json.dumps(done, indent=1, sort_keys=True))
         clock.lap("nbgrader_autograde_after_judging", students=len(autograde_ids))
+        clock.phases["nbgrader_autograde_whole"] = {  # alongside the judges: not a lap
+            "wall_seconds": autograde.seconds,
+            "cpu_seconds": autograde.cpu_seconds,
+            "students": len(autograde_ids),
+        }
 
         rows = report(results, submissions, faults)
         clock.lap("csv_and_feedback", students=len(rows))
         return rows
     finally:
-        if nbgrader is not None and nbgrader.poll() is None:  # the run stopped before or during the autograde
-            nbgrader.kill()
-            nbgrader.wait()
+        if autograde is not None:
+            autograde.stop()
         shutil.rmtree(staging, ignore_errors=True)
 
 

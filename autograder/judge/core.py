@@ -47,6 +47,8 @@ from .points import PARTS, POINTS, part_max
 RUNNER = Path(__file__).resolve().parent / "runner.py"
 PROVIDED_SOURCE = KIT_ROOT / "solutions" / "handin"
 MAX_OUTPUT_BYTES = 64 * 2**20
+#: The folder of the verdict cache that keeps the hidden inputs (:func:`stored_inputs`).
+STORED_INPUTS = "hidden-inputs"
 #: A correct submission needs about 5 s of CPU per child. CPU time catches busy loops even on a
 #: loaded machine; the wall limit (for sleeping code) is generous so that load never costs points.
 DEFAULT_LIMITS = Limits(wall_seconds=120, cpu_seconds=60, memory_bytes=3 * 2**30)
@@ -118,7 +120,7 @@ class HiddenInputs:
 
 
 def stored_inputs(folder, seed):
-    """``hidden.make_inputs(seed)``, made once and kept in ``folder`` (the verdict cache, next to the secret).
+    """``hidden.make_inputs(seed)``, made once and kept in ``folder/hidden-inputs`` (``folder``: the verdict cache).
 
     Making them costs about 13 s of CPU (the ``learns`` problem is kept only once the reference
     network solves it), the same for every student of the course: like the course build, it is
@@ -127,12 +129,14 @@ def stored_inputs(folder, seed):
     read with ``allow_pickle=False`` and the plans as JSON (tuples come back as lists).
     """
     name = hashlib.sha256(f"{cache.judge_version()}:{seed}".encode()).hexdigest()[:16]
-    arrays_path, plans_path = folder / f"inputs-{name}.npz", folder / f"inputs-{name}.json"
+    folder = folder / STORED_INPUTS
+    arrays_path, plans_path = folder / f"{name}.npz", folder / f"{name}.json"
     try:
         return read_stored_inputs(arrays_path, plans_path)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         pass  # not made yet (or damaged): make them
     parts = hidden.make_inputs(seed)
+    folder.mkdir(mode=0o700, exist_ok=True)
     arrays = io.BytesIO()
     np.savez(
         arrays,
