@@ -28,8 +28,10 @@ cannot run (no bubblewrap without --no-sandbox, bad arguments, the course cannot
 import argparse
 import csv
 import dataclasses
+import functools
 import io
 import json
+import multiprocessing
 import os
 import queue
 import shutil
@@ -37,7 +39,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from . import ASSIGNMENT, CELL_JUDGES_ENV, KIT_ENV, KIT_ROOT, SANDBOX_ENV, VERDICTS_ENV, sandbox
@@ -47,6 +49,7 @@ from .gate import ReleaseLeakError
 from .judge import cache
 from .judge.points import PARTS
 from .nbgrader_glue.course import CourseBuildError
+from .report import RESULTS_FILE, draw_into
 from .sandbox import SandboxFault
 
 CSV_COLUMNS = ("student_id",) + PARTS + ("total", "max_total", "status", "notes")
@@ -90,6 +93,11 @@ class Results:
 
     def autograded(self, student_id):
         return self.course / "autograded" / student_id / ASSIGNMENT
+
+    @property
+    def drawn_reports(self):
+        """The report figures drawn from each results file (:func:`autograder.report.drawn_results`)."""
+        return self.root / "drawn-reports"
 
     @property
     def release(self):
@@ -210,22 +218,26 @@ def nbgrader_environment(results, use_sandbox):
 class PipelinedAutograde:
     """The run's ONE real ``nbgrader autograde hand_in_3``, started before the judges.
 
-    nbgrader works through ``student_ids`` in its own order while the judges run: before
-    grading a student from the verdicts it waits (``--VerdictExecute.await_settled``) until
-    :meth:`settle` has said that student's judging has ended, a definitive signal sent once
-    the verdict is stored or the judge failed (then the grade cells fail at once, as before).
-    Its start-up (imports, configuration, the report notebooks) overlaps the judging.
+    nbgrader works through ``student_ids`` in its own order while the judges run: before it
+    draws a student's report or grades its grading notebook it waits (``await_settled``)
+    until this object has announced the student as settled: a definitive signal, sent once the
+    student's judging has ended (verdict stored, or the judge failed: the grade cells then fail
+    at once, as before) and its report is drawn. The reports of the students who handed in a
+    results file are drawn here meanwhile, ``workers`` processes at a time, into
+    ``RESULTS/drawn-reports`` (nbgrader's ``RenderReport`` reads them there).
+    nbgrader's start-up (imports, configuration) overlaps the judging.
 
     nbgrader skips students that already have an autograded folder, so removing those of
     ``student_ids`` first makes the run cover exactly them. Its output goes to
     ``RESULTS/nbgrader-autograde.log``.
     """
 
-    def __init__(self, results, student_ids, use_sandbox):
-        self.results, self.student_ids, self.process = results, list(student_ids), None
+    def __init__(self, results, student_ids, judging, use_sandbox, workers):
+        self.results, self.student_ids, self.process, self.drawing = results, list(student_ids), None, None
         self.started, self.seconds, self.cpu_seconds = time.monotonic(), 0.0, 0.0
         self.log = results.root / "nbgrader-autograde.log"
         self.messages = queue.SimpleQueue()  # written by a thread: a full pipe never blocks a judge
+        self.lock = threading.Lock()
         if not self.student_ids:
             return
         for student_id in self.student_ids:
@@ -235,9 +247,10 @@ class PipelinedAutograde:
             "from autograder.nbgrader_glue.launch import main; sys.exit(main(sys.argv[1:]))"
         )
         command = [sys.executable, "-c", launch, "autograde", ASSIGNMENT, f"--CourseDirectory.root={results.course}"]
+        options = ["--VerdictExecute.await_settled=True", "--RenderReport.await_settled=True"]
         with open(self.log, "w") as output:
             self.process = subprocess.Popen(
-                [*command, "--VerdictExecute.await_settled=True"],
+                [*command, *options, f"--RenderReport.drawn_dir={results.drawn_reports}"],
                 cwd=results.course,
                 env=nbgrader_environment(results, use_sandbox),
                 stdin=subprocess.PIPE,
@@ -246,6 +259,18 @@ class PipelinedAutograde:
             )
         self.writer = threading.Thread(target=self._write_messages, daemon=True)
         self.writer.start()
+        reports = {i: results.submitted(i) / RESULTS_FILE for i in self.student_ids}
+        reports = {i: path for i, path in reports.items() if path.is_file()}
+        self.pending = {i: {"judge"} if i in judging else set() for i in self.student_ids}
+        for student_id in reports:
+            self.pending[student_id].add("report")
+        for student_id in [i for i, tasks in self.pending.items() if not tasks]:
+            self._settled(student_id, None)
+        if reports:
+            self.drawing = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            for student_id, path in reports.items():
+                future = self.drawing.submit(draw_into, str(path), str(results.drawn_reports))
+                future.add_done_callback(functools.partial(self._drawn, student_id))
 
     def _write_messages(self):
         try:
@@ -256,10 +281,25 @@ class PipelinedAutograde:
         except OSError:
             pass  # nbgrader has ended (it could not start): finish() records its students
 
-    def settle(self, student_id):
-        """Tell nbgrader that this student's judging has ended (verdict stored, or failed for good)."""
+    def _settled(self, student_id, task):
+        """``task`` (``judge`` or ``report``) of the student has ended; announce the student once none is left."""
+        with self.lock:
+            tasks = self.pending.get(student_id)
+            if tasks is None:
+                return
+            tasks.discard(task)
+            if not tasks:
+                del self.pending[student_id]
+                self.messages.put(json.dumps({"settled": student_id}) + "\n")
+
+    def _drawn(self, student_id, future):
+        # a drawing that failed is only a lost head start: nbgrader's RenderReport draws it itself
+        self._settled(student_id, "report")
+
+    def judged(self, student_id):
+        """The student's judging has ended (verdict stored, or failed for good)."""
         if self.process is not None:
-            self.messages.put(json.dumps({"settled": student_id}) + "\n")
+            self._settled(student_id, "judge")
 
     def finish(self, faults):
         """Wait for nbgrader; a student it did not autograde is recorded in ``faults``."""
@@ -267,6 +307,8 @@ class PipelinedAutograde:
             return
         self.messages.put(None)  # then stdin ends: nbgrader waits for nobody any more
         self.writer.join()
+        if self.drawing is not None:
+            self.drawing.shutdown()
         _, status, usage = os.wait4(self.process.pid, 0)  # wait() without its CPU time
         returncode = self.process.returncode = os.waitstatus_to_exitcode(status)
         self.seconds = round(time.monotonic() - self.started, 2)
@@ -282,6 +324,8 @@ class PipelinedAutograde:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        if self.drawing is not None:
+            self.drawing.shutdown(cancel_futures=True)
 
 
 def gradebook_scores(results):
@@ -472,10 +516,7 @@ def grade(
                 f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, each once its judging has ended",
                 file=sys.stderr,
             )
-        autograde = PipelinedAutograde(results, autograde_ids, use_sandbox)
-        for student_id in autograde_ids:
-            if student_id not in judging:
-                autograde.settle(student_id)  # its verdict is already stored
+        autograde = PipelinedAutograde(results, autograde_ids, judging, use_sandbox, workers)
         with tqdm(total=len(gradable), desc="judging", unit="student", disable=quiet, dynamic_ncols=True) as bar:
             judge_all(
                 todo,
@@ -487,7 +528,7 @@ def grade(
                 time_limit,
                 scheduler,
                 allow_unenforced_limits,
-                on_judged=lambda submission: autograde.settle(submission.student_id),
+                on_judged=lambda submission: autograde.judged(submission.student_id),
             )
         clock.lap("judge", students=len(todo))
 

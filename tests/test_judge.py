@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from submissions import BY_NAME, KIT_ROOT, SOLUTION_HANDIN, write_handin
 
-from autograder import STUDENT_MODULES, cell
+from autograder import STUDENT_MODULES
 from autograder.judge import cache, core
 from autograder.judge.core import HiddenInputs, clean_notes, judge_submission, judge_submissions, load_npz
 from autograder.judge.points import PARTS, POINTS, part_max
+from autograder.nbgrader_glue import cell
 from autograder.nbgrader_glue.cell import HiddenTestFailure, check
 from autograder.nbgrader_glue.execute import GuardedExecute
 from autograder.nbgrader_glue.grading_notebook import NOTEBOOK_PATH, grading_notebook
