@@ -9,7 +9,8 @@ Pipeline (each step resumable; per-student results are written atomically)::
                  2 in parallel                  -> RESULTS/verdicts/<key>.json (key: hash of the modules)
     autograde    ONE real `nbgrader autograde hand_in_3` over the students (re)graded in this run,
                  started with the judges: it grades each student once told that the student's
-                 judging has ended (verdict stored, or failed); grading.ipynb's grade cells only
+                 judging has ended (verdict stored, or failed) and its report is drawn (from
+                 results/experiment.json, alongside the judges); grading.ipynb's grade cells only
                  read verdicts (HANDIN3_CELL_JUDGES=0), a missing one fails at once
                  -> RESULTS/course/gradebook.db
     report       RESULTS/feedback/<id>.html, then RESULTS/grades.csv (scores read back from the gradebook)

@@ -266,6 +266,8 @@ def extrapolate(measured, workers):
         f"fit: total {fixed:.1f} s + n x {each:.2f} s ({workers} workers, {os.cpu_count()} cores); "
         f"nbgrader pass: n x {nbgrader_each:.2f} s CPU (serial)"
     )
+    if fixed < 0:
+        print("the fit has a negative fixed cost: the load changed between the sizes; do not use the lines below")
     for cores in (2, 8, 32):
         total = fixed + 300 * max(nbgrader_each, each * workers / cores)
         print(
