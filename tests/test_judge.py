@@ -277,7 +277,7 @@ def test_cell_check_judges_an_uncached_submission_in_a_subprocess(tmp_path, monk
 
 
 def test_a_missing_verdict_under_the_batch_grader_fails_the_cell_at_once(tmp_path, monkeypatch):
-    """The batch grader judged everybody before nbgrader started: the cell neither waits nor judges."""
+    """The batch grader judged the student before nbgrader grades it: the cell neither waits nor judges."""
     handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
     monkeypatch.setenv(cache.VERDICTS_ENV, str(tmp_path / "verdicts"))
     monkeypatch.setenv(cell.CELL_JUDGES_ENV, "0")
