@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import dask_worker_pids, processes_running
 
 from autograder import KIT_ROOT
 from autograder.examples import Edit, Example, assemble
@@ -95,24 +96,6 @@ def cluster():
         yield local_cluster
 
 
-def worker_pids(cluster):
-    with distributed.Client(cluster.scheduler_address) as client:
-        return set(client.run(os.getpid).values())
-
-
-def sleeping_pids():
-    """Host pids of the ``sleep SLEEP_ARGUMENT`` processes (the student who waits, inside the sandbox)."""
-    wanted = b"sleep\0" + SLEEP_ARGUMENT.encode() + b"\0"
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if (proc / "cmdline").read_bytes() == wanted:
-                found.append(int(proc.name))
-        except OSError:
-            pass
-    return found
-
-
 def ancestors(pid):
     """The parent, grandparent, ... of ``pid``."""
     chain = []
@@ -144,7 +127,7 @@ def grade(class_folder, out, on_sleep, *options):
     try:
         while run.poll() is None:
             assert time.monotonic() - started < DEADLINE_SECONDS, "the grade run hung"
-            for pid in sleeping_pids():
+            for pid in processes_running("sleep", SLEEP_ARGUMENT):
                 if pid not in seen:
                     seen.add(pid)
                     on_sleep(pid)
@@ -178,7 +161,7 @@ def gradebook_submissions(out):
 
 def test_cluster_grades_equal_local_grades_after_a_worker_dies(class_folder, fresh_results, local_run, cluster):
     out = fresh_results("cluster")
-    workers = worker_pids(cluster)
+    workers = dask_worker_pids(cluster)
     killed = []
 
     def kill_worker_once(pid):

@@ -23,6 +23,7 @@ import pytest
 import torch
 from conftest import KIT_ROOT
 from packages import load_module
+from processes import dask_worker_pids, processes_running
 
 distributed = pytest.importorskip("distributed")
 engine = load_module(KIT_ROOT / "solutions" / "handin", "handin_solutions", "engine")
@@ -112,24 +113,6 @@ def cluster(kit, data_root):
             del sys.modules[name]
 
 
-def worker_pids(cluster):
-    with distributed.Client(cluster.scheduler_address) as client:
-        return set(client.run(os.getpid).values())
-
-
-def sleeping_pids():
-    """Pids of the ``sleep SLEEP_ARGUMENT`` processes (the waiting ``Net``)."""
-    wanted = b"sleep\0" + SLEEP_ARGUMENT.encode() + b"\0"
-    found = []
-    for proc in os.scandir("/proc"):
-        try:
-            if proc.name.isdigit() and open(f"/proc/{proc.name}/cmdline", "rb").read() == wanted:
-                found.append(int(proc.name))
-        except OSError:
-            pass
-    return found
-
-
 def parent(pid):
     with open(f"/proc/{pid}/stat") as stat:
         return int(stat.read().rsplit(")", 1)[1].split()[1])
@@ -147,7 +130,7 @@ def sweep(results, scheduler, on_sleep):
     seen, started = set(), time.monotonic()
     while run.is_alive():
         assert time.monotonic() - started < DEADLINE_SECONDS, "the sweep hung"
-        for pid in sleeping_pids():
+        for pid in processes_running("sleep", SLEEP_ARGUMENT):
             if pid not in seen:
                 seen.add(pid)
                 on_sleep(pid)
@@ -175,7 +158,7 @@ def test_the_sweep_on_a_cluster_equals_the_local_run_after_a_worker_dies(
     results = tmp_path / "results.json"
     interrupted = [record for record in local_records if record["seed"] == 0 and record["augmentation"] == "none"]
     engine.save_results(results, interrupted)
-    workers = worker_pids(cluster)
+    workers = dask_worker_pids(cluster)
     killed = []
 
     def kill_its_worker(pid):
