@@ -1,6 +1,8 @@
-"""Shared fixtures: paths of the kit, the real data when present, small IDX datasets."""
+"""Shared fixtures: paths of the kit, the real data when present, small IDX datasets, one nbgrader course."""
 
+import fcntl
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -36,6 +38,40 @@ def tiny_data(tmp_path_factory):
         for i, name in enumerate(("mnist", "fashion-mnist", "emnist"))
     }
     return root, written
+
+
+@pytest.fixture(scope="session")
+def course_template(tmp_path_factory, worker_id):
+    """A RESULTS folder holding only a built nbgrader course (real ``generate_assignment``).
+
+    Building a course takes 10-25 s; many modules grade a class, each in a copy of this one
+    (:func:`results_with_course`). It is built once per test session: the xdist workers share
+    it through a lock in their common temporary folder. ``test_batch`` still lets ``grade``
+    build its own course, so that path stays tested.
+    """
+    from autograder.nbgrader_glue.course import build_course
+
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the folder that holds every worker's basetemp
+    template = shared / "results-template"
+    with open(shared / "results-template.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (template / "course" / "gradebook.db").is_file():
+            shutil.rmtree(template, ignore_errors=True)
+            build_course(template / "course", force=True)
+    return template
+
+
+@pytest.fixture(scope="session")
+def results_with_course(course_template):
+    """``results_with_course(out)``: make ``out`` a RESULTS folder whose course is a copy of the template's."""
+
+    def copy(out):
+        shutil.copytree(course_template / "course", Path(out) / "course", symlinks=True)
+        return Path(out)
+
+    return copy
 
 
 #: Test modules that finish in seconds: `make check` runs these (every other module is marked ``slow``).
