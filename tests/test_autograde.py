@@ -43,7 +43,7 @@ from autograder import ASSIGNMENT, KIT_ROOT
 from autograder.judge import cache
 from autograder.judge.core import judge_submissions
 from autograder.judge.points import PARTS, POINTS, cell_id, part_max
-from autograder.nbgrader_glue.course import build_course, release_dir
+from autograder.nbgrader_glue.course import release_dir
 from autograder.sandbox import Limits
 
 LIMITS = Limits(wall_seconds=120, cpu_seconds=30, memory_bytes=3 * 2**30)
@@ -108,8 +108,8 @@ def part_scores(course, student):
 
 
 @pytest.fixture(scope="session")
-def graded(tmp_path_factory):
-    course = build_course(tmp_path_factory.mktemp("autograde") / "course")
+def graded(tmp_path_factory, course_template):
+    course = shutil.copytree(course_template / "course", tmp_path_factory.mktemp("autograde") / "course")
     verdicts = course / "verdicts"
     for submission in ALL:
         folder = write_assignment(submission, release_dir(course), course / "submitted" / submission.name / ASSIGNMENT)

@@ -20,7 +20,7 @@ from submissions import BY_NAME, write_assignment
 
 from autograder import ASSIGNMENT, KIT_ROOT
 from autograder.judge.core import judge_submissions
-from autograder.nbgrader_glue.course import build_course, release_dir
+from autograder.nbgrader_glue.course import release_dir
 from autograder.nbgrader_glue.execute import VerdictExecute, check_calls
 from autograder.sandbox import Limits
 
@@ -53,10 +53,10 @@ def autograde(course, verdicts, *options):
 
 
 @pytest.fixture(scope="module")
-def courses(tmp_path_factory):
+def courses(tmp_path_factory, course_template):
     """``{"kernel": course, "in_process": course}``: the same judged class, autograded both ways."""
     root = tmp_path_factory.mktemp("verdict-execute")
-    course = build_course(root / "kernel")
+    course = shutil.copytree(course_template / "course", root / "kernel")
     verdicts = root / "verdicts"
     for name in STUDENTS:
         folder = write_assignment(BY_NAME[name], release_dir(course), course / "submitted" / name / ASSIGNMENT)
