@@ -23,7 +23,7 @@ from autograder.nbgrader_glue.course import (  # noqa: E402
 from autograder.release import compare_release, stage_release  # noqa: E402
 
 SOLUTIONS = KIT_ROOT / "solutions"
-GRADING = KIT_ROOT / "autograder" / "grading.ipynb"
+GRADING = KIT_ROOT / "autograder" / "nbgrader_glue" / "grading.ipynb"
 
 
 @pytest.fixture(scope="session")

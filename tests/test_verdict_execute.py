@@ -115,7 +115,7 @@ def test_same_notebook_outputs(courses, student):
 
 
 def grading_notebook():
-    return nbformat.read(KIT_ROOT / "autograder" / "grading.ipynb", as_version=4)
+    return nbformat.read(KIT_ROOT / "autograder" / "nbgrader_glue" / "grading.ipynb", as_version=4)
 
 
 def test_only_exact_kit_grade_cells_are_recognised():
