@@ -1,7 +1,7 @@
 """Seconds per submission: the kit's batch grader against plain serial ``nbgrader autograde``.
 
 Both graders get the same N submissions (default 20, drawn in turn from the example corpus:
-``examples/examples.toml`` and ``tests/submissions``, see :func:`corpus`), in the same run, on
+``examples/examples.toml`` and ``tests/submissions.toml``, see :func:`corpus`), in the same run, on
 this machine:
 
 * kit:      ``python -m autograder grade`` (bubblewrap sandbox, judge outside the student's
@@ -24,7 +24,7 @@ nbgrader pass serial): extrapolated, not measured.
 """
 
 import argparse
-import functools
+import dataclasses
 import itertools
 import json
 import os
@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 import nbformat
@@ -43,12 +42,10 @@ sys.path.insert(0, str(KIT_ROOT))
 
 from autograder import STUDENT_MODULES  # noqa: E402
 from autograder.batch import Results, grade, prepare_course  # noqa: E402
-from autograder.demo import EXAMPLES, assemble  # noqa: E402
+from autograder.examples import EXAMPLES, assemble, load  # noqa: E402
 from autograder.nbgrader_glue.course import nbgrader_environment  # noqa: E402
 
-sys.path.insert(0, str(KIT_ROOT / "tests"))
-from submissions import ALL as TEST_SUBMISSIONS  # noqa: E402
-from submissions import write_handin  # noqa: E402
+TEST_SUBMISSIONS = KIT_ROOT / "tests" / "submissions.toml"
 
 PLAIN = "plain_hand_in"
 
@@ -100,37 +97,21 @@ assert {id(p) for p in net.finetune_parameters()} == {id(p) for p in net.general
 
 
 def corpus():
-    """``[(name, write(folder))]``: the example corpus, every submission that runs to its end.
+    """The example corpus, every submission that runs to its end (:class:`autograder.examples.Example`).
 
     ``examples/examples.toml`` without the hostile one (the baseline has no isolation), then the
-    reference, stub, buggy and equivalent-correct submissions of ``tests/submissions`` (its
+    reference, stub, buggy and equivalent-correct submissions of ``tests/submissions.toml`` (its
     tamper cases are left out: some loop until the time limit, which would measure the limit).
     """
-    specs = tomllib.loads(EXAMPLES.read_text())
-    entries = [(name, functools.partial(write_example, specs[name])) for name in specs if name != "hostile"]
-    entries += [
-        (submission.name, functools.partial(write_test_submission, submission))
-        for submission in TEST_SUBMISSIONS
-        if submission.kind != "tamper"
-    ]
-    return entries
-
-
-def write_example(spec, folder):
-    assemble(folder.name, spec, folder.parent)
-
-
-def write_test_submission(submission, folder):
-    write_handin(submission, KIT_ROOT / "handin", folder / "handin")
-    shutil.copyfile(KIT_ROOT / "notebooks" / "3_report.ipynb", folder / "3_report.ipynb")
+    examples = [example for name, example in load(EXAMPLES).items() if name != "hostile"]
+    return examples + [example for example in load(TEST_SUBMISSIONS).values() if example.kind != "tamper"]
 
 
 def submissions(target, n):
     """N submissions from :func:`corpus`, in turn, ids s001..; every student's files differ, as in a real class."""
     target.mkdir(parents=True, exist_ok=True)
-    for index, (_, write) in zip(range(1, n + 1), itertools.cycle(corpus())):
-        folder = target / f"s{index:03d}"
-        write(folder)
+    for index, example in zip(range(1, n + 1), itertools.cycle(corpus())):
+        folder = assemble(dataclasses.replace(example, name=f"s{index:03d}"), target)
         for module in (folder / "handin").glob("*.py"):
             module.write_text(module.read_text() + f"# {folder.name}\n")
     return target

@@ -75,7 +75,7 @@ def results_with_course(course_template):
 
 
 #: Test modules that finish in seconds: `make check` runs these (every other module is marked ``slow``).
-FAST_MODULES = {"test_data", "test_docs", "test_plotting", "test_visible_checks"}
+FAST_MODULES = {"test_data", "test_docs", "test_examples", "test_plotting", "test_visible_checks"}
 
 
 def pytest_itemcollected(item):

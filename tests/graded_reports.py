@@ -26,7 +26,7 @@ import nbformat
 from report_results import results_data
 
 from autograder import ASSIGNMENT, KIT_ROOT
-from autograder.demo import assemble
+from autograder.examples import Example, assemble
 from autograder.report import RESULTS_FILE, KitCode
 
 REPORT = "3_report.ipynb"
@@ -125,7 +125,7 @@ def build_class(root, beacon):
     results = json.dumps(results_data(engine))
     hostile = payloads(beacon)
     for name in ("alice", "mallory", "nora", "ivan"):
-        folder = assemble(name, {"base": "solution"}, root)
+        folder = assemble(Example(name), root)
         write_report(folder, BENIGN_ANSWER, hostile if name == "mallory" else None)
         if name in ("alice", "mallory"):
             (folder / "results").mkdir()

@@ -1,4 +1,4 @@
-"""Real ``nbgrader autograde`` on every test submission of ``tests/submissions``.
+"""Real ``nbgrader autograde`` on every test submission of ``tests/submissions.toml``.
 
 One course is built with the release generator (real ``generate_assignment``), every
 submission becomes a student in ``submitted/``, the judge precomputes all verdicts in
@@ -7,7 +7,7 @@ parallel (2 workers, sandboxed) into a cache outside the submissions, and ONE
 Then ``generate_feedback`` and ``export`` run on the result, and one student is graded
 again with an empty cache (the grade cells judge it themselves) to show identical scores.
 
-Submissions tested (see ``tests/submissions/__init__.py`` for the code of each):
+Submissions tested (see ``tests/submissions.toml`` for the code of each):
 
 * reference solution (full marks) and untouched stubs (0, with reasons);
 * buggy: wrong quadrant, interpolation 0.25, collage in place, hard-coded 28×28, integer
@@ -37,9 +37,10 @@ import sys
 
 import nbformat
 import pytest
-from submissions import ALL, BY_NAME, write_assignment
+from submissions import ALL, BY_NAME
 
 from autograder import ASSIGNMENT, KIT_ROOT
+from autograder.examples import write_assignment
 from autograder.judge import cache
 from autograder.judge.core import judge_submissions
 from autograder.judge.points import PARTS, POINTS, cell_id, part_max

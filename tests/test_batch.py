@@ -3,7 +3,8 @@
 One session-scoped batch run (real bubblewrap, real ``nbgrader autograde``, real SQLite
 gradebook) is shared by every assertion; a second run checks that resuming skips
 everyone. Building the class folder takes the modules from ``solutions/handin`` and
-the release's stubs, edited the way ``examples/examples.toml`` edits them.
+the release's stubs, edited the way ``examples/examples.toml`` edits them
+(:mod:`autograder.examples`).
 """
 
 import csv
@@ -21,7 +22,7 @@ from processes import processes_named
 
 from autograder import KIT_ROOT
 from autograder.batch import CSV_COLUMNS, grade
-from autograder.demo import assemble
+from autograder.examples import Edit, Example, assemble
 from autograder.sandbox import bubblewrap_path
 
 pytestmark = pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap is not installed")
@@ -33,7 +34,7 @@ COLLAGE_LINE = "    half = batch_i.shape[-1] // 2\n"
 def in_collage(code):
     """An edit that runs ``code`` at the start of collage (so only collage is affected)."""
     body = "".join(f"    {line}\n" for line in code.strip().splitlines())
-    return {"edit": [{"file": "augmentations.py", "old": COLLAGE_LINE, "new": body + COLLAGE_LINE}]}
+    return [Edit("augmentations.py", COLLAGE_LINE, body + COLLAGE_LINE)]
 
 
 HOSTILE = {
@@ -70,9 +71,9 @@ def report_notebook(folder):
         shutil.copyfile(released, Path(folder) / "3_report.ipynb")
 
 
-def student(root, name, base="solution", spec=None, nest=None):
+def student(root, name, base="solution", edit=(), nest=None):
     """Assemble one submission; ``nest`` moves it one or two folders down."""
-    folder = assemble(name, {"base": base, **(spec or {})}, root)
+    folder = assemble(Example(name, base=base, edit=list(edit)), root)
     report_notebook(folder)
     if nest:
         inner = folder / nest
@@ -121,15 +122,13 @@ def class_folder(tmp_path_factory):
     quadrant = student(
         root,
         "quadrant",
-        spec={
-            "edit": [
-                {
-                    "file": "augmentations.py",
-                    "old": "result[:, :half, :half] = batch_j[:, :half, :half]",
-                    "new": "result[:, :half, half:] = batch_j[:, :half, half:]",
-                }
-            ]
-        },
+        edit=[
+            Edit(
+                "augmentations.py",
+                "result[:, :half, :half] = batch_j[:, :half, :half]",
+                "result[:, :half, half:] = batch_j[:, :half, half:]",
+            )
+        ],
     )
     zip_folder(quadrant, root / "quadrant.zip")
     casey = student(root, "casey")
@@ -156,22 +155,14 @@ def class_folder(tmp_path_factory):
     inner = student(
         root / "staging",
         "inner",
-        spec={
-            "edit": [
-                {
-                    "file": "utils.py",
-                    "old": "return -(target * pred).sum(dim=1).mean()",
-                    "new": "return -(target * pred).sum()",
-                }
-            ]
-        },
+        edit=[Edit("utils.py", "return -(target * pred).sum(dim=1).mean()", "return -(target * pred).sum()")],
     )
     (lms / "Max Mu_1002_assignsubmission_file_").mkdir()
     zip_folder(inner, lms / "Max Mu_1002_assignsubmission_file_" / "submission.zip")
     zip_folder(lms, root / "moodle-download.zip")
     shutil.rmtree(root / "staging")
-    for name, spec in HOSTILE.items():
-        student(root, name, spec=spec)
+    for name, edit in HOSTILE.items():
+        student(root, name, edit=edit)
     return root
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from autograder import KIT_ROOT
-from autograder.demo import assemble
+from autograder.examples import Edit, Example, assemble
 from autograder.judge import cache
 from autograder.judge.points import PARTS
 from autograder.sandbox import bubblewrap_path
@@ -47,33 +47,26 @@ WAITS = (
 def class_folder(tmp_path_factory):
     """The reference, the untouched stubs, a bug (the student who waits) and a crash."""
     root = tmp_path_factory.mktemp("class")
-    students = {
-        "reference": {"base": "solution"},
-        "stub": {"base": "stubs"},
-        "wrong_quadrant_waits": {
-            "base": "solution",
-            "edit": [
-                {"file": "augmentations.py", "old": COLLAGE_LINE, "new": WAITS + COLLAGE_LINE},
-                {
-                    "file": "augmentations.py",
-                    "old": "result[:, :half, :half] = batch_j[:, :half, :half]",
-                    "new": "result[:, :half, half:] = batch_j[:, :half, half:]",
-                },
+    students = [
+        Example("reference"),
+        Example("stub", base="stubs"),
+        Example(
+            "wrong_quadrant_waits",
+            edit=[
+                Edit("augmentations.py", COLLAGE_LINE, WAITS + COLLAGE_LINE),
+                Edit(
+                    "augmentations.py",
+                    "result[:, :half, :half] = batch_j[:, :half, :half]",
+                    "result[:, :half, half:] = batch_j[:, :half, half:]",
+                ),
             ],
-        },
-        "exits": {
-            "base": "solution",
-            "edit": [
-                {
-                    "file": "augmentations.py",
-                    "old": COLLAGE_LINE,
-                    "new": "    import os\n    os._exit(3)\n" + COLLAGE_LINE,
-                },
-            ],
-        },
-    }
-    for student_id, spec in students.items():
-        assemble(student_id, spec, root)
+        ),
+        Example(
+            "exits", edit=[Edit("augmentations.py", COLLAGE_LINE, "    import os\n    os._exit(3)\n" + COLLAGE_LINE)]
+        ),
+    ]
+    for student in students:
+        assemble(student, root)
     return root
 
 

@@ -28,7 +28,7 @@ from test_batch import tree_digest, zip_folder
 
 from autograder import KIT_ROOT, batch
 from autograder import collect as collecting
-from autograder.demo import assemble
+from autograder.examples import Example, assemble
 from autograder.sandbox import bubblewrap_path
 
 TIME_LIMIT = 60  # seconds per judge child: a correct one needs ~5 s of CPU; generous for a loaded machine
@@ -64,7 +64,7 @@ IMPORT_HOSTILE_IDS = {"000_shm": "001_ref", "r1_forks": "r1_ref", "zzz_memory": 
 
 
 def correct(root, name):
-    return assemble(name, {"base": "solution"}, root)
+    return assemble(Example(name), root)
 
 
 def with_import_code(root, name, code):
@@ -110,7 +110,7 @@ def lms_download(root, work):
     correct(lms, "Vic Tim_1005_assignsubmission_file_")
     (lms / "Vic Tim_1005_assignsubmission_onlinetext_").mkdir()  # another submission type: skipped
     (lms / "Vic Tim_1005_assignsubmission_onlinetext_" / "onlinetext.html").write_text("<p>see my files</p>")
-    mallory = assemble("Mal Lory_1006_assignsubmission_file_", {"base": "stubs"}, lms)
+    mallory = assemble(Example("Mal Lory_1006_assignsubmission_file_", base="stubs"), lms)
     planted = mallory / "Vic Tim_1005_assignsubmission_file_" / "handin"
     planted.mkdir(parents=True)
     for name in ("augmentations.py", "network.py", "utils.py"):

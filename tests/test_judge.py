@@ -12,12 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 import nbformat
 import numpy as np
 import pytest
-from submissions import BY_NAME, KIT_ROOT, SOLUTION_HANDIN, write_handin
+from submissions import BY_NAME
 
-from autograder import STUDENT_MODULES, cell
+from autograder import STUDENT_MODULES
+from autograder.examples import SOLUTION_HANDIN, write_handin
 from autograder.judge import cache, core
 from autograder.judge.core import HiddenInputs, clean_notes, judge_submission, judge_submissions, load_npz
 from autograder.judge.points import PARTS, POINTS, part_max
+from autograder.nbgrader_glue import cell
 from autograder.nbgrader_glue.cell import HiddenTestFailure, check
 from autograder.nbgrader_glue.execute import GuardedExecute
 from autograder.nbgrader_glue.grading_notebook import NOTEBOOK_PATH, grading_notebook
@@ -58,7 +60,7 @@ def test_the_seed_comes_from_a_private_course_secret(tmp_path):
     assert secret.stat().st_mode & 0o777 == 0o600
     assert cache.course_seed(tmp_path / "course") == seed, "the same secret gives the same seed"
     assert cache.course_seed(tmp_path / "other") != seed
-    handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
+    handin = write_handin(BY_NAME["reference"], tmp_path / "handin")
     assert cache.verdict_key(handin, cache_dir=tmp_path / "course") == cache.verdict_key(handin, seed)
     assert cache.verdict_key(handin, cache_dir=tmp_path / "other") != cache.verdict_key(handin, seed)
     secret.chmod(0o644)
@@ -84,7 +86,7 @@ def test_blend_inputs_are_digits_with_distinguishable_quarters(inputs):
 
 def test_verdict_is_json_and_identical_when_judged_twice(tmp_path, inputs):
     """A submission whose eval mode is random (dropout always on) still gets the same verdict twice."""
-    handin = write_handin(BY_NAME["net_dropout_always_on"], SOLUTION_HANDIN, tmp_path / "handin")
+    handin = write_handin(BY_NAME["net_dropout_always_on"], tmp_path / "handin")
     first = judge_submission(handin, sandbox=True, limits=QUICK, inputs=inputs)
     second = judge_submission(handin, sandbox=True, limits=QUICK, inputs=inputs)
     assert json.loads(json.dumps(first)) == first
@@ -108,7 +110,7 @@ def test_missing_module_costs_only_its_parts(tmp_path, inputs):
 
 def test_the_kits_finetuning_blends_with_the_kits_augment(tmp_path, inputs):
     """Provided code in a student's augmentations.py (a broken augment, no_aug) is never what the judge runs."""
-    handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
+    handin = write_handin(BY_NAME["reference"], tmp_path / "handin")
     with open(handin / "augmentations.py", "a") as module:
         module.write(
             "\n\ndef augment(*args, **kwargs):\n    raise RuntimeError('a student copy of augment')\n\n\n"
@@ -133,7 +135,7 @@ def test_symlinked_module_is_refused_not_followed(tmp_path):
 
 
 def test_cache_key_follows_the_student_modules_only(tmp_path):
-    handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
+    handin = write_handin(BY_NAME["reference"], tmp_path / "handin")
     key = cache.verdict_key(handin, TEST_SEED)
     (handin / "data.py").write_text("# not a student module\n")
     assert cache.verdict_key(handin, TEST_SEED) == key
@@ -161,7 +163,7 @@ def test_forged_outputs_earn_no_more_than_the_real_code(tmp_path, inputs, name):
     through nbgrader in test_autograde.py, with every other submission.)
     """
     submission = BY_NAME[name]
-    handin = write_handin(submission, KIT_ROOT / "handin", tmp_path / "handin")
+    handin = write_handin(submission, tmp_path / "handin")
     verdict = judge_submission(handin, sandbox=True, limits=QUICK, inputs=inputs)
     scores = {part: verdict["parts"][part]["score"] for part in PARTS}
     lost = {part for part in PARTS if scores[part] < part_max(part)}
@@ -177,7 +179,7 @@ def test_forged_outputs_earn_no_more_than_the_real_code(tmp_path, inputs, name):
 
 
 def test_untouched_stubs_are_not_implemented_and_name_the_function(tmp_path, inputs):
-    handin = write_handin(BY_NAME["stub"], KIT_ROOT / "handin", tmp_path / "handin")
+    handin = write_handin(BY_NAME["stub"], tmp_path / "handin")
     parts = judge_submission(handin, sandbox=True, limits=QUICK, inputs=inputs)["parts"]
     assert {part: (parts[part]["status"], parts[part]["reason"]) for part in PARTS} == {
         "collage": ("not_implemented", "write `collage` in handin/augmentations.py"),
@@ -195,7 +197,7 @@ def test_a_sandbox_fault_propagates_and_is_never_cached(tmp_path, inputs, monkey
         raise SandboxFault("the cgroup memory limit could not be set")
 
     monkeypatch.setattr(core, "run_isolated", broken_sandbox)
-    handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
+    handin = write_handin(BY_NAME["reference"], tmp_path / "handin")
     with pytest.raises(SandboxFault):
         judge_submission(handin, limits=QUICK, inputs=inputs)
     with pytest.raises(SandboxFault):
@@ -233,7 +235,7 @@ def fake_verdict(handin, folder, passed):
 
 
 def test_cell_check_prints_or_raises_a_message_only_failure(tmp_path, monkeypatch, capsys):
-    handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
+    handin = write_handin(BY_NAME["reference"], tmp_path / "handin")
     monkeypatch.setenv(cache.VERDICTS_ENV, str(tmp_path / "verdicts"))
     fake_verdict(handin, tmp_path / "verdicts", passed=True)
     check("collage", "quarters", handin)
@@ -247,7 +249,7 @@ def test_cell_check_prints_or_raises_a_message_only_failure(tmp_path, monkeypatc
 
 
 def test_cell_check_judges_an_uncached_submission_in_a_subprocess(tmp_path, monkeypatch, capsys):
-    handin = write_handin(BY_NAME["ce_sum"], SOLUTION_HANDIN, tmp_path / "handin")
+    handin = write_handin(BY_NAME["ce_sum"], tmp_path / "handin")
     monkeypatch.setenv(cache.VERDICTS_ENV, str(tmp_path / "verdicts"))
     check("cross_entropy", "soft_targets", handin)  # one-sample batches: sum == mean
     assert "cross_entropy · soft_targets: 3/3 points. Passed." in capsys.readouterr().out
@@ -258,7 +260,7 @@ def test_cell_check_judges_an_uncached_submission_in_a_subprocess(tmp_path, monk
 
 def test_a_missing_verdict_under_the_batch_grader_fails_the_cell_at_once(tmp_path, monkeypatch):
     """The batch grader judged everybody before nbgrader started: the cell neither waits nor judges."""
-    handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
+    handin = write_handin(BY_NAME["reference"], tmp_path / "handin")
     monkeypatch.setenv(cache.VERDICTS_ENV, str(tmp_path / "verdicts"))
     monkeypatch.setenv(cell.CELL_JUDGES_ENV, "0")
 
@@ -274,7 +276,7 @@ def test_a_missing_verdict_under_the_batch_grader_fails_the_cell_at_once(tmp_pat
 
 def test_cache_writes_from_many_threads_at_once_stay_whole(tmp_path):
     """Identical submissions share a key, so two judge threads may store the same verdict at once."""
-    handin = write_handin(BY_NAME["reference"], SOLUTION_HANDIN, tmp_path / "handin")
+    handin = write_handin(BY_NAME["reference"], tmp_path / "handin")
     verdicts = [{"parts": {}, "writer": n, "padding": "x" * 200_000} for n in range(8)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         paths = set(pool.map(lambda v: cache.store(v, handin, cache_dir=tmp_path / "verdicts"), verdicts * 10))

@@ -16,9 +16,10 @@ import sys
 
 import nbformat
 import pytest
-from submissions import BY_NAME, write_assignment
+from submissions import BY_NAME
 
 from autograder import ASSIGNMENT, KIT_ROOT
+from autograder.examples import write_assignment
 from autograder.judge.core import judge_submissions
 from autograder.nbgrader_glue.course import release_dir
 from autograder.nbgrader_glue.execute import VerdictExecute, check_calls

@@ -213,7 +213,7 @@ def test_training_check_fails_when_the_loss_is_maximized(solution, monkeypatch):
         solution.checks.check_training(n_batches=40)
 
 
-# The autograder's test submissions (tests/submissions): correct variants must pass the visible
+# The autograder's test submissions (tests/submissions.toml): correct variants must pass the visible
 # checks, and the visible checks should catch nearly every realistic bug.
 
 CHECK_OF_PART = {
@@ -230,11 +230,11 @@ def _submission_checks(submission, tmp_path):
     import importlib
     import shutil
 
-    import submissions
+    from autograder.examples import write_handin
 
     folder = tmp_path / submission.name
     shutil.copytree(SOLUTIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    submissions.write_handin(submission, RELEASE, folder)
+    write_handin(submission, folder, RELEASE)
     name = f"handin_submission_{submission.name}"
     load_package(folder, name)
     return importlib.import_module(f"{name}.checks")
@@ -249,7 +249,7 @@ def _variants():
 @pytest.mark.parametrize("variant", _variants(), ids=lambda submission: submission.name)
 def test_correct_variants_pass_every_visible_check(variant, tmp_path):
     checks = _submission_checks(variant, tmp_path)
-    touches_training = any(module in ("network.py", "utils.py") for module, _, _ in variant.replace)
+    touches_training = any(edit.file in ("network.py", "utils.py") for edit in variant.edit)
     for name, check in checks.CHECKS.items():
         if name != "training" or touches_training:
             check()
