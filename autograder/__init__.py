@@ -19,7 +19,7 @@ STUDENT_MODULES = ("augmentations.py", "network.py", "utils.py")
 KIT_ENV = "HANDIN3_KIT"
 #: The folder of the verdict cache (default ``build/verdicts`` in the kit).
 VERDICTS_ENV = "HANDIN3_VERDICTS"
-#: ``0``: a grade cell judges nothing itself; the batch grader judged everybody before nbgrader started.
+#: ``0``: a grade cell judges nothing itself; the batch grader judged the student before nbgrader grades it.
 CELL_JUDGES_ENV = "HANDIN3_CELL_JUDGES"
 #: ``0``: a grade cell that judges runs the judge without the sandbox.
 SANDBOX_ENV = "HANDIN3_SANDBOX"

@@ -7,9 +7,12 @@ Pipeline (each step resumable; per-student results are written atomically)::
     normalize    write ONLY the known files into RESULTS/course/submitted/<id>/hand_in_3/
     judge        run every student's functions in a sandboxed child, compare outside,
                  2 in parallel                  -> RESULTS/verdicts/<key>.json (key: hash of the modules)
-    autograde    then ONE real `nbgrader autograde hand_in_3` over the students (re)graded in this
-                 run: every verdict exists before it starts; grading.ipynb's grade cells only read
-                 them (HANDIN3_CELL_JUDGES=0), a missing one fails at once -> RESULTS/course/gradebook.db
+    autograde    ONE real `nbgrader autograde hand_in_3` over the students (re)graded in this run,
+                 started with the judges: it grades each student once told that the student's
+                 judging has ended (verdict stored, or failed) and its report is drawn (from
+                 results/experiment.json, alongside the judges); grading.ipynb's grade cells only
+                 read verdicts (HANDIN3_CELL_JUDGES=0), a missing one fails at once
+                 -> RESULTS/course/gradebook.db
     report       RESULTS/feedback/<id>.html, then RESULTS/grades.csv (scores read back from the gradebook)
 
 Each per-student step runs under a catch-all: a fault of the grader on one student becomes
@@ -26,14 +29,18 @@ cannot run (no bubblewrap without --no-sandbox, bad arguments, the course cannot
 import argparse
 import csv
 import dataclasses
+import functools
 import io
 import json
+import multiprocessing
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from . import ASSIGNMENT, CELL_JUDGES_ENV, KIT_ENV, KIT_ROOT, SANDBOX_ENV, VERDICTS_ENV, sandbox
@@ -43,6 +50,7 @@ from .gate import ReleaseLeakError
 from .judge import cache
 from .judge.points import PARTS
 from .nbgrader_glue.course import CourseBuildError
+from .report import RESULTS_FILE, draw_into
 from .sandbox import SandboxFault
 
 CSV_COLUMNS = ("student_id",) + PARTS + ("total", "max_total", "status", "notes")
@@ -88,6 +96,11 @@ class Results:
         return self.course / "autograded" / student_id / ASSIGNMENT
 
     @property
+    def drawn_reports(self):
+        """The report figures drawn from each results file (:func:`autograder.report.drawn_results`)."""
+        return self.root / "drawn-reports"
+
+    @property
     def release(self):
         return self.course / "release" / ASSIGNMENT
 
@@ -96,8 +109,15 @@ class Results:
 
 
 def prepare_course(results):
-    """Build the nbgrader course (source, release, gradebook) once; later runs reuse it."""
+    """Build the nbgrader course (source, release, gradebook) and the hidden inputs once; later runs reuse them.
+
+    The hidden inputs depend only on the course secret and the judge's version; they are kept
+    in ``RESULTS/verdicts`` (:func:`autograder.judge.core.stored_inputs`).
+    """
+    from .judge.core import HiddenInputs
     from .nbgrader_glue.course import build_course
+
+    HiddenInputs(cache_dir=results.verdicts)
 
     if not (results.release / "grading.ipynb").is_file():
         build_course(results.course, force=True)
@@ -109,38 +129,32 @@ def prepare_course(results):
 
 
 def judge_all(
-    submissions,
+    todo,
     results,
     workers,
     use_sandbox,
-    force,
     progress,
     faults,
     time_limit=None,
     scheduler=None,
     allow_unenforced_limits=False,
+    on_judged=lambda submission: None,
 ):
-    """Judge the students whose verdict is not cached yet (or all with ``force``), ``workers`` at a time,
-    or, with ``scheduler`` (a Dask address), one task per student on its workers (:mod:`.distributed`).
+    """Judge the students ``todo``, ``workers`` at a time, or, with ``scheduler`` (a Dask
+    address), one task per student on its workers (:mod:`.distributed`).
 
     The work happens in sandboxed children, so threads suffice here; each verdict is
     stored in the judge's cache (keyed by the modules' bytes) the moment it arrives. A
     fault of the judge or the sandbox on one student (``SandboxFault`` or any other
-    exception) is recorded in ``faults`` and stores no verdict.
-
-    Returns:
-        the student ids judged in this run.
+    exception) is recorded in ``faults`` and stores no verdict. ``on_judged(submission)``
+    is called once the student's verdict is stored or its fault recorded (on Dask: for
+    every student once all are done).
     """
     from .judge.core import DEFAULT_LIMITS, HiddenInputs, judge_submission
 
-    todo = [s for s in submissions if needs_judging(results, s, force)]
     if not todo:
-        return []
+        return
     progress.reset(total=len(todo))
-    if len(todo) < len(submissions) and not force:
-        progress.write(
-            f"{len(submissions) - len(todo)} student(s) already judged with the same files: skipped (use --force)"
-        )
     limits = (
         DEFAULT_LIMITS
         if time_limit is None
@@ -165,7 +179,9 @@ def judge_all(
             progress=progress,
             record_fault=record_fault,
         )
-        return [s.student_id for s in todo]
+        for submission in todo:
+            on_judged(submission)
+        return
     inputs = HiddenInputs(cache_dir=results.verdicts)
 
     def one(submission):
@@ -176,13 +192,13 @@ def judge_all(
         except Exception as error:  # noqa: BLE001 - the grader's fault, never the student's: report, go on
             kind = "the sandbox failed" if isinstance(error, SandboxFault) else "the judge failed"
             record_fault(submission, f"{kind}: {type(error).__name__}: {error}")
+        on_judged(submission)
         return submission
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for submission in pool.map(one, todo):
             progress.update(1)
             progress.set_postfix_str(submission.student_id)
-    return [s.student_id for s in todo]
 
 
 def handin_of(results, submission):
@@ -196,37 +212,121 @@ def nbgrader_environment(results, use_sandbox):
     environment[SANDBOX_ENV] = "1" if use_sandbox else "0"
     environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
     environment[VERDICTS_ENV] = str(results.verdicts)
-    environment[CELL_JUDGES_ENV] = "0"  # every verdict exists before nbgrader starts: a missing one is an error
+    environment[CELL_JUDGES_ENV] = "0"  # cells run once their student's judging ended: a missing verdict is an error
     return environment
 
 
-def run_autograde(results, student_ids, use_sandbox, faults):
-    """ONE real ``nbgrader autograde hand_in_3`` for the given students, after the judges finished.
+class PipelinedAutograde:
+    """The run's ONE real ``nbgrader autograde hand_in_3``, started before the judges.
+
+    nbgrader works through ``student_ids`` in its own order while the judges run: before it
+    draws a student's report or grades its grading notebook it waits (``await_settled``)
+    until this object has announced the student as settled: a definitive signal, sent once the
+    student's judging has ended (verdict stored, or the judge failed: the grade cells then fail
+    at once, as before) and its report is drawn. The reports of the students who handed in a
+    results file are drawn here meanwhile, ``workers`` processes at a time, into
+    ``RESULTS/drawn-reports`` (nbgrader's ``RenderReport`` reads them there).
+    nbgrader's start-up (imports, configuration) overlaps the judging.
 
     nbgrader skips students that already have an autograded folder, so removing those of
-    ``student_ids`` first makes the run cover exactly them. A student nbgrader did not
-    autograde is recorded in ``faults``; the others are unaffected.
+    ``student_ids`` first makes the run cover exactly them. Its output goes to
+    ``RESULTS/nbgrader-autograde.log``.
     """
-    if not student_ids:
-        return
-    for student_id in student_ids:
-        shutil.rmtree(results.autograded(student_id), ignore_errors=True)
-    command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, f"--CourseDirectory.root={results.course}"]
-    log = results.root / "nbgrader-autograde.log"
-    with open(log, "w") as output:
-        done = subprocess.run(
-            command,
-            cwd=results.course,
-            env=nbgrader_environment(results, use_sandbox),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+
+    def __init__(self, results, student_ids, judging, use_sandbox, workers):
+        self.results, self.student_ids, self.process, self.drawing = results, list(student_ids), None, None
+        self.started, self.seconds, self.cpu_seconds = time.monotonic(), 0.0, 0.0
+        self.log = results.root / "nbgrader-autograde.log"
+        self.messages = queue.SimpleQueue()  # written by a thread: a full pipe never blocks a judge
+        self.lock = threading.Lock()
+        if not self.student_ids:
+            return
+        for student_id in self.student_ids:
+            shutil.rmtree(results.autograded(student_id), ignore_errors=True)
+        launch = (
+            f"import sys; sys.path.insert(0, {str(KIT_ROOT)!r}); "
+            "from autograder.nbgrader_glue.launch import main; sys.exit(main(sys.argv[1:]))"
         )
-    for student_id in student_ids:
-        if not (results.autograded(student_id) / GRADING).is_file():
-            faults.setdefault(
-                student_id, f"`nbgrader autograde` did not grade this student (exit {done.returncode}); see {log}"
+        command = [sys.executable, "-c", launch, "autograde", ASSIGNMENT, f"--CourseDirectory.root={results.course}"]
+        options = ["--VerdictExecute.await_settled=True", "--RenderReport.await_settled=True"]
+        with open(self.log, "w") as output:
+            self.process = subprocess.Popen(
+                [*command, *options, f"--RenderReport.drawn_dir={results.drawn_reports}"],
+                cwd=results.course,
+                env=nbgrader_environment(results, use_sandbox),
+                stdin=subprocess.PIPE,
+                stdout=output,
+                stderr=subprocess.STDOUT,
             )
+        self.writer = threading.Thread(target=self._write_messages, daemon=True)
+        self.writer.start()
+        reports = {i: results.submitted(i) / RESULTS_FILE for i in self.student_ids}
+        reports = {i: path for i, path in reports.items() if path.is_file()}
+        self.pending = {i: {"judge"} if i in judging else set() for i in self.student_ids}
+        for student_id in reports:
+            self.pending[student_id].add("report")
+        for student_id in [i for i, tasks in self.pending.items() if not tasks]:
+            self._settled(student_id, None)
+        if reports:
+            self.drawing = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            for student_id, path in reports.items():
+                future = self.drawing.submit(draw_into, str(path), str(results.drawn_reports))
+                future.add_done_callback(functools.partial(self._drawn, student_id))
+
+    def _write_messages(self):
+        try:
+            while (line := self.messages.get()) is not None:
+                self.process.stdin.write(line.encode())
+                self.process.stdin.flush()
+            self.process.stdin.close()
+        except OSError:
+            pass  # nbgrader has ended (it could not start): finish() records its students
+
+    def _settled(self, student_id, task):
+        """``task`` (``judge`` or ``report``) of the student has ended; announce the student once none is left."""
+        with self.lock:
+            tasks = self.pending.get(student_id)
+            if tasks is None:
+                return
+            tasks.discard(task)
+            if not tasks:
+                del self.pending[student_id]
+                self.messages.put(json.dumps({"settled": student_id}) + "\n")
+
+    def _drawn(self, student_id, future):
+        # a drawing that failed is only a lost head start: nbgrader's RenderReport draws it itself
+        self._settled(student_id, "report")
+
+    def judged(self, student_id):
+        """The student's judging has ended (verdict stored, or failed for good)."""
+        if self.process is not None:
+            self._settled(student_id, "judge")
+
+    def finish(self, faults):
+        """Wait for nbgrader; a student it did not autograde is recorded in ``faults``."""
+        if self.process is None:
+            return
+        self.messages.put(None)  # then stdin ends: nbgrader waits for nobody any more
+        self.writer.join()
+        if self.drawing is not None:
+            self.drawing.shutdown()
+        _, status, usage = os.wait4(self.process.pid, 0)  # wait() without its CPU time
+        returncode = self.process.returncode = os.waitstatus_to_exitcode(status)
+        self.seconds = round(time.monotonic() - self.started, 2)
+        self.cpu_seconds = round(usage.ru_utime + usage.ru_stime, 2)
+        for student_id in self.student_ids:
+            if not (self.results.autograded(student_id) / GRADING).is_file():
+                faults.setdefault(
+                    student_id, f"`nbgrader autograde` did not grade this student (exit {returncode}); see {self.log}"
+                )
+
+    def stop(self):
+        """End nbgrader if it still runs (the batch grader itself failed)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.drawing is not None:
+            self.drawing.shutdown(cancel_futures=True)
 
 
 def gradebook_scores(results):
@@ -387,6 +487,7 @@ def grade(
     if results.root == submissions_dir or submissions_dir in results.root.parents:
         raise GraderError(f"--out {results.root} must not be inside the submissions folder")
     staging = collecting.make_staging_dir(results.root)
+    autograde = None
     try:
         clock = PhaseClock(results.root / "run.json")
         clock.phases["limits"] = limits  # how each sandbox limit was enforced in this run
@@ -400,40 +501,56 @@ def grade(
                 guarded(faults, submission, collecting.normalize, submission, results.course, results.release)
                 keys[submission.student_id] = guarded(faults, submission, verdict_key, results, submission)
         gradable = [s for s in submissions if s.gradable and s.student_id not in faults]
+        todo = sorted((s for s in gradable if needs_judging(results, s, force)), key=lambda s: s.student_id)
+        if len(todo) < len(gradable) and not force and not quiet:
+            print(
+                f"{len(gradable) - len(todo)} student(s) already judged with the same files: skipped (use --force)",
+                file=sys.stderr,
+            )
+        done = read_json(results.autograded_keys) or {}
+        judging = {s.student_id for s in todo}
+        autograde_ids = sorted(
+            s.student_id for s in gradable if s.student_id in judging or done.get(s.student_id) != keys[s.student_id]
+        )
+        if not quiet and autograde_ids:
+            print(
+                f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, each once its judging has ended",
+                file=sys.stderr,
+            )
+        autograde = PipelinedAutograde(results, autograde_ids, judging, use_sandbox, workers)
         with tqdm(total=len(gradable), desc="judging", unit="student", disable=quiet, dynamic_ncols=True) as bar:
-            judged = judge_all(
-                gradable,
+            judge_all(
+                todo,
                 results,
                 workers,
                 use_sandbox,
-                force,
                 bar,
                 faults,
                 time_limit,
                 scheduler,
                 allow_unenforced_limits,
+                on_judged=lambda submission: autograde.judged(submission.student_id),
             )
-        clock.lap("judge", students=len(judged))
+        clock.lap("judge", students=len(todo))
 
-        done = read_json(results.autograded_keys) or {}
-        autograde_ids = sorted(
-            s.student_id for s in gradable if s.student_id in judged or done.get(s.student_id) != keys[s.student_id]
-        )
-        if not quiet and autograde_ids:
-            print(
-                f"nbgrader autograde: {len(autograde_ids)} student(s) in one run, every verdict ready", file=sys.stderr
-            )
-        run_autograde(results, autograde_ids, use_sandbox, faults)
+        autograde.finish(faults)
         done.update({i: keys[i] for i in autograde_ids if i not in faults})
         for student_id in faults:
             done.pop(student_id, None)  # graded again by the next run
         write_atomically(results.autograded_keys, json.dumps(done, indent=1, sort_keys=True))
         clock.lap("nbgrader_autograde_after_judging", students=len(autograde_ids))
+        clock.phases["nbgrader_autograde_whole"] = {  # alongside the judges: not a lap
+            "wall_seconds": autograde.seconds,
+            "cpu_seconds": autograde.cpu_seconds,
+            "students": len(autograde_ids),
+        }
 
         rows = report(results, submissions, faults)
         clock.lap("csv_and_feedback", students=len(rows))
         return rows
     finally:
+        if autograde is not None:
+            autograde.stop()
         shutil.rmtree(staging, ignore_errors=True)
 
 

@@ -5,7 +5,7 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomically(path, data):
+def write_atomically(path, data, mode=0o644):
     """Write ``data`` (str as UTF-8, or bytes) to ``path`` through a temporary file and a rename.
 
     The temporary name is unique, so threads and processes writing the same path at
@@ -18,7 +18,7 @@ def write_atomically(path, data):
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide feedback pages from a web server's user
+        os.chmod(temporary, mode)  # by default not mkstemp's 0600, which would hide feedback pages from a web server
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

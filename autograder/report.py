@@ -20,15 +20,19 @@ trusted; instead:
 """
 
 import base64
+import functools
+import hashlib
 import importlib.util
 import io
 import json
 import math
 import re
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from . import KIT_ROOT
+from .files import write_atomically
 
 RESULTS_FILE = "results/experiment.json"
 #: A full results file with every curve is about 30 MB.
@@ -424,6 +428,56 @@ def grade_results(path, kit=None):
         return ReportResults("missing" if not path.is_file() else "invalid", [str(problem)])
     selection = select_runs(records, kit)
     return ReportResults("ok", selection.notes, report_outputs(kit, selection), selection.quick)
+
+
+#: The kit's code that decides what :func:`grade_results` draws (a change draws every report again).
+DRAWING_SOURCES = (
+    KIT_ROOT / "autograder" / "report.py",
+    *(KIT_ROOT / "solutions" / "handin" / f"{name}.py" for name in ("engine", "findings", "plotting", "training")),
+)
+
+
+def drawing_key(path):
+    """sha256 of the kit's drawing code and the results file's bytes; None when there is no regular file."""
+    if not path.is_file() or path.is_symlink():
+        return None
+    digest = hashlib.sha256()
+    for source in DRAWING_SOURCES:
+        digest.update(source.read_bytes() + b"\0")
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(2**20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def drawn_results(path, drawn_dir, kit=None):
+    """:func:`grade_results`, kept as JSON in ``drawn_dir`` (the grader's folder) by :func:`drawing_key`.
+
+    The batch grader draws the reports of the class in parallel with the judges; nbgrader's
+    ``RenderReport`` then only reads them. A file that is missing or unreadable is not kept.
+    """
+    key = drawing_key(path)
+    if key is None:
+        return grade_results(path, kit)
+    kept = Path(drawn_dir) / f"{key}.json"
+    try:
+        return ReportResults(**json.loads(kept.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass  # not drawn yet
+    results = grade_results(path, kit)
+    write_atomically(kept, json.dumps(asdict(results)))
+    return results
+
+
+@functools.cache
+def kit_code():
+    """The :class:`KitCode` of this process (one per drawing worker)."""
+    return KitCode()
+
+
+def draw_into(path, drawn_dir):
+    """Draw the report of the results file at ``path`` into ``drawn_dir`` (a drawing worker's task)."""
+    drawn_results(Path(path), drawn_dir, kit_code() if Path(path).is_file() else None)
 
 
 def notice_markdown(results):

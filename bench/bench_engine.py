@@ -9,15 +9,19 @@ x 7 values of s) for the given number of batches and evaluates on the whole test
 The original pipeline (``original_pipeline.py``) does the same runs one by one; since its
 runs are independent and alike, it runs ``--original-runs`` of them (one per augmentation
 by default) for the same number of batches and its time is scaled to 21 runs; pass
-``--original-runs 21`` to time all of them. The printed ratio is original time / engine time.
+``--original-runs 21`` to time all of them. The printed ratio is original time / engine time;
+the CPU-time ratio next to it changes less with the machine's load (the engine's CPU time
+counts both of its threads).
 
-A third child measures a floor: the pretraining arithmetic alone, one ``Net`` (shared
-weights) on batches of 21 x 8 for the same number of steps. 21 runs with their own
-weights need at least that arithmetic, so with torch's eager CPU kernels original / floor
-is about the best ratio any engine can reach on the machine.
+A third child measures two floors. The eager floor: the pretraining arithmetic alone, one
+``Net`` (shared weights) on batches of 21 x 8 for the same number of steps, with torch's
+eager CPU kernels. The FLOP floor: the floating-point operations of the same work (every
+run's pretraining and finetuning steps and its test evaluation, counted by
+``torch.utils.flop_counter``) divided by the rate this machine sustains on a large
+matrix product (sgemm), measured in the same child: no engine can be faster than that.
 
 Data: ``$HANDIN3_DATA`` (MNIST in torchvision's layout), by default ``../shared/data``.
-Targets (issue 5): the full sweep at least 15x faster than the original, under 2 minutes on 2 cores.
+Targets (issues 5 and 13): the full sweep at least 15x faster than the original, under 2 minutes on 2 cores.
 """
 
 import argparse
@@ -34,6 +38,8 @@ KIT_ROOT = Path(__file__).resolve().parent.parent
 AUGMENTATIONS = ("none", "collage", "mixup")
 SAMPLES = (1, 2, 4, 8, 16, 32, 64)
 FLOOR_WARMUP, FLOOR_STEPS = 20, 500
+TEST_IMAGES = 10000  # the MNIST test set, on which every run is evaluated
+SGEMM_SIZE, SGEMM_SECONDS = 1024, 2.0
 
 
 def peak_memory_mb():
@@ -52,10 +58,10 @@ def time_engine(options):
         finetune_batches=options.finetune_batches,
     )
     with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         records = engine.run_experiment(config, Path(folder) / "results.json", progress=False)
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "runs": len(records), "peak_mb": peak_memory_mb()}
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "runs": len(records), "peak_mb": peak_memory_mb()}
 
 
 def time_original(options):
@@ -65,12 +71,13 @@ def time_original(options):
     runs = [(augmentation, s) for s in SAMPLES for augmentation in AUGMENTATIONS]
     # Spread the timed runs over the augmentations and the values of s.
     chosen = runs[:: max(1, len(runs) // options.original_runs)][: options.original_runs]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for augmentation, s in chosen:
         original_pipeline.run("mnist", "mnist", augmentation, s, 0, options.pretrain_batches, options.finetune_batches)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return {
         "seconds": seconds * len(runs) / len(chosen),
+        "cpu_seconds": cpu_seconds * len(runs) / len(chosen),
         "timed_seconds": seconds,
         "runs": len(chosen),
         "peak_mb": peak_memory_mb(),
@@ -78,11 +85,13 @@ def time_original(options):
 
 
 def time_floor(options):
-    """The arithmetic of pretraining alone, with no per-run weights: one ``Net`` on batches of 21 x 8.
+    """The floors: the eager floor (pretraining alone, one shared ``Net``) and the FLOP floor.
 
-    Every run-step of the sweep convolves 8 images, so 21 runs need at least this much
-    compute per step, whatever batches them. The time is measured on ``FLOOR_STEPS``
-    steps (at most) and scaled to ``--pretrain-batches``; finetuning and evaluation come on top.
+    Eager floor: every run-step of the sweep convolves 8 images, so 21 runs need at least
+    the compute of one ``Net`` on batches of 21 x 8 per step, whatever batches them. The
+    time is measured on ``FLOOR_STEPS`` steps (at most) and scaled to ``--pretrain-batches``.
+
+    FLOP floor: :func:`sweep_flops` at the sgemm rate of :func:`sgemm_gflops`.
     """
     import torch
 
@@ -101,7 +110,57 @@ def time_floor(options):
         cross_entropy(net(images), labels).backward()
         optimizer.step()
     seconds = time.perf_counter() - start
-    return {"seconds": seconds * options.pretrain_batches / timed_steps, "peak_mb": peak_memory_mb()}
+    return {
+        "seconds": seconds * options.pretrain_batches / timed_steps,
+        "peak_mb": peak_memory_mb(),
+        "flops": sweep_flops(options),
+        "gflops": sgemm_gflops(),
+    }
+
+
+def sweep_flops(options):
+    """Floating-point operations of the 21 runs: pretraining and finetuning steps (forward and
+    backward, as autograd computes them) and the test evaluation (forward), batches of 8."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from handin.network import Net
+    from handin.utils import cross_entropy, one_hot
+
+    net = Net(10, 10)
+    images, labels = torch.randn(8, 1, 28, 28), one_hot(torch.randint(0, 10, (8,)), 10)
+
+    def flops(call, trainable):
+        for parameter in net.parameters():
+            parameter.requires_grad_(False)
+        for parameter in trainable:
+            parameter.requires_grad_(True)
+        with FlopCounterMode(display=False) as counter:
+            loss = cross_entropy(call(images), labels)
+            if trainable:
+                loss.backward()
+        return counter.get_total_flops()
+
+    per_run = (
+        options.pretrain_batches * flops(net.forward, list(net.parameters()))
+        + options.finetune_batches * flops(net.generalize, net.finetune_parameters())
+        + TEST_IMAGES / 8 * flops(net.generalize, [])
+    )
+    return 21 * per_run
+
+
+def sgemm_gflops():
+    """The rate of a large float32 matrix product on all CPUs here, in GFLOP/s."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count())
+    a, b = torch.randn(SGEMM_SIZE, SGEMM_SIZE), torch.randn(SGEMM_SIZE, SGEMM_SIZE)
+    torch.mm(a, b)
+    products, start = 0, time.perf_counter()
+    while time.perf_counter() - start < SGEMM_SECONDS:
+        torch.mm(a, b)
+        products += 1
+    return products * 2 * SGEMM_SIZE**3 / (time.perf_counter() - start) / 1e9
 
 
 def child(pipeline, options):
@@ -159,22 +218,30 @@ def main(argv=None):
     print(
         f"original pipeline: {original['seconds']:8.1f} s for 21 runs (timed {original['runs']} runs, "
         f"{original['timed_seconds']:.1f} s), {1000 * original['seconds'] / (21 * steps):.2f} ms per run-step, "
-        f"peak memory {original['peak_mb']:.0f} MB"
+        f"CPU {original['cpu_seconds']:.1f} s, peak memory {original['peak_mb']:.0f} MB"
     )
     fast = child("engine", options)
     print(
         f"engine:            {fast['seconds']:8.1f} s for {fast['runs']} runs, "
-        f"{1000 * fast['seconds'] / (21 * steps):.2f} ms per run-step, peak memory {fast['peak_mb']:.0f} MB"
+        f"{1000 * fast['seconds'] / (21 * steps):.2f} ms per run-step, CPU {fast['cpu_seconds']:.1f} s, "
+        f"peak memory {fast['peak_mb']:.0f} MB"
     )
     print(
         f"ratio original / engine: {original['seconds'] / fast['seconds']:.1f}x "
-        f"(target >= 15x); engine wall time {fast['seconds'] / 60:.1f} min (target < 2 min)"
+        f"(target >= 15x); engine wall time {fast['seconds'] / 60:.1f} min (target < 2 min); "
+        f"CPU time ratio {original['cpu_seconds'] / fast['cpu_seconds']:.1f}x (less sensitive to the machine's load)"
     )
     floor = child("floor", options)
     print(
         f"floor:             {floor['seconds']:8.1f} s: the pretraining arithmetic alone, one Net on batches of "
         f"21 x 8 for {options.pretrain_batches} steps: with torch's eager CPU kernels no engine gets far past "
         f"{original['seconds'] / floor['seconds']:.1f}x here"
+    )
+    flop_floor = floor["flops"] / (floor["gflops"] * 1e9)
+    print(
+        f"FLOP floor:        {flop_floor:8.1f} s: {floor['flops'] / 1e12:.2f} TFLOP (all steps and the test "
+        f"evaluation of 21 runs) at {floor['gflops']:.0f} GFLOP/s (sgemm, measured now); the engine takes "
+        f"{fast['seconds'] / flop_floor:.1f}x the FLOP floor, the original {original['seconds'] / flop_floor:.1f}x"
     )
     return 0
 

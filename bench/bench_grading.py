@@ -5,20 +5,25 @@ Both graders get the same N submissions (default 20, drawn in turn from the exam
 this machine:
 
 * kit:      ``python -m autograder grade`` (bubblewrap sandbox, judge outside the student's
-            process, 2 parallel workers, then ONE ``nbgrader autograde`` for the gradebook,
-            whose grading notebook needs no kernel);
+            process, 2 parallel workers, and ONE ``nbgrader autograde`` for the gradebook,
+            started with the judges, which grades each student once that student's judging
+            has ended; its grading notebook needs no kernel);
 * baseline: an ordinary nbgrader assignment whose test cells import the student's modules
             and assert in the kernel (no isolation), graded by ``nbgrader autograde`` with
             ``--Execute.shutdown_kernel=immediate`` (the faster setting measured here).
 
-Setup that happens once per course (``generate_assignment``) is timed separately.
+Setup that happens once per course is timed separately: ``generate_assignment``, and for the
+kit also the hidden inputs drawn from the course secret (kept in ``RESULTS/verdicts``, reused
+by every later run of the course until the judge changes).
 Run it on a quiet checkout: an edit to ``autograder/judge/`` during the run changes the
 judge's version, which invalidates cached verdicts and makes the kit judge again.
-Prints seconds per submission for both and their ratio (baseline / kit). With ``--scaling``
-the kit alone grades classes of those sizes (from the same corpus), and the bench prints
-seconds per submission at each, a linear fit of each phase (fixed + n x per student) and, from
-it, how long 300 submissions take on 2, 8 and 32 cores (judges in parallel, one per core; the
-nbgrader pass serial): extrapolated, not measured.
+Prints seconds per submission for both, their ratio (baseline / kit) and the kit's phases
+(``judge``: until the last verdict; ``nbgrader_autograde_after_judging``: the rest of the
+nbgrader pass; ``nbgrader_autograde_whole``: the pass from its start, alongside the judges,
+wall and CPU seconds). With ``--scaling`` the kit alone grades classes of those sizes (from
+the same corpus), and the bench prints seconds per submission at each, a linear fit
+(fixed + n x per student) and, from it, how long 300 submissions take on 2, 8 and 32 cores:
+extrapolated, not measured (see :func:`extrapolate` for the model).
 
     python bench/bench_grading.py [--n 20] [--workers 2] [--scaling 20,100,300] [--keep DIR]
 """
@@ -183,9 +188,17 @@ def kit(results, class_folder, workers):
 
 
 def phases(results):
-    """``{phase: seconds}`` of a kit run (from ``RESULTS/run.json``)."""
+    """``({phase: seconds}, {wall_seconds, cpu_seconds} of the nbgrader pass)`` of a kit run (``RESULTS/run.json``)."""
     data = json.loads((Path(results) / "run.json").read_text())
-    return {name: entry["seconds"] for name, entry in data.items() if "seconds" in entry}
+    laps = {name: entry["seconds"] for name, entry in data.items() if "seconds" in entry}
+    return laps, data.get("nbgrader_autograde_whole", {})
+
+
+def describe(laps, nbgrader_pass):
+    return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in laps.items()) + (
+        f"; nbgrader pass from its start {nbgrader_pass.get('wall_seconds', 0):.1f} s, "
+        f"{nbgrader_pass.get('cpu_seconds', 0):.1f} s CPU"
+    )
 
 
 def scaling(work, sizes, workers, measured):
@@ -196,42 +209,48 @@ def scaling(work, sizes, workers, measured):
             _, seconds = kit(work / f"kit-{n}", class_folder, workers)
             measured[n] = seconds, phases(work / f"kit-{n}")
             shutil.rmtree(class_folder, ignore_errors=True)
+            print(f"n={n}: {seconds:.0f} s, load {os.getloadavg()[0]:.1f}", flush=True)
     print(f"\nscaling (kit only, {workers} workers, {os.cpu_count()} cores, measured in this run):")
-    print(f"{'n':>5} {'total s':>8} {'s/submission':>13} {'judge s':>8} {'nbgrader s':>11}")
+    print(
+        f"{'n':>5} {'total s':>8} {'s/submission':>13} {'judge s':>8} {'nbgrader after s':>17} {'nbgrader CPU s':>15}"
+    )
     for n in sorted(measured):
-        seconds, times = measured[n]
+        seconds, (laps, nbgrader_pass) = measured[n]
         print(
-            f"{n:>5} {seconds:>8.0f} {seconds / n:>13.2f} {times.get('judge', 0):>8.0f} "
-            f"{times.get('nbgrader_autograde_after_judging', 0):>11.0f}"
+            f"{n:>5} {seconds:>8.0f} {seconds / n:>13.2f} {laps.get('judge', 0):>8.0f} "
+            f"{laps.get('nbgrader_autograde_after_judging', 0):>17.0f} {nbgrader_pass.get('cpu_seconds', 0):>15.0f}"
         )
     if len(measured) >= 2:
         extrapolate(measured, workers)
 
 
-def extrapolate(measured, workers):
-    """Fit judge and nbgrader seconds as fixed + n * per-student (least squares); print 300 at 2, 8, 32 cores.
+def fit(points):
+    """Least squares ``(fixed, per_student)`` of ``[(n, seconds)]``."""
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x in xs)
+    return mean_y - slope * mean_x, slope
 
-    Model: the judges run ``cores`` at a time, so the judge's per-student seconds shrink as
-    workers / cores; the nbgrader pass is one process, so its per-student seconds do not.
+
+def extrapolate(measured, workers):
+    """Fit the total as fixed + n x per student; print 300 submissions at 2, 8 and 32 cores.
+
+    Model: on this machine (``workers`` judges and the nbgrader pass sharing its cores) a
+    student costs ``each`` seconds. With more cores the judges (one per core) spread out, but
+    nbgrader's pass is one process, so a student never costs less than its CPU seconds per
+    student: ``fixed + n x max(nbgrader CPU per student, each x workers / cores)``.
     """
     sizes = sorted(measured)
-
-    def fit(phase):
-        xs, ys = sizes, [measured[n][1].get(phase, 0.0) for n in sizes]
-        mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
-            (x - mean_x) ** 2 for x in xs
-        )
-        return mean_y - slope * mean_x, slope
-
-    judge_fixed, judge_each = fit("judge")
-    nbgrader_fixed, nbgrader_each = fit("nbgrader_autograde_after_judging")
+    fixed, each = fit([(n, measured[n][0]) for n in sizes])
+    _, nbgrader_each = fit([(n, measured[n][1][1].get("cpu_seconds", 0.0)) for n in sizes])
     print(
-        f"fit: judge {judge_fixed:.1f} s + n x {judge_each:.2f} s ({workers} workers); "
-        f"nbgrader {nbgrader_fixed:.1f} s + n x {nbgrader_each:.2f} s (serial)"
+        f"fit: total {fixed:.1f} s + n x {each:.2f} s ({workers} workers, {os.cpu_count()} cores); "
+        f"nbgrader pass: n x {nbgrader_each:.2f} s CPU (serial)"
     )
+    if fixed < 0:
+        print("the fit has a negative fixed cost: the load changed between the sizes; do not use the lines below")
     for cores in (2, 8, 32):
-        total = judge_fixed + nbgrader_fixed + 300 * (judge_each * workers / cores + nbgrader_each)
+        total = fixed + 300 * max(nbgrader_each, each * workers / cores)
         print(
             f"extrapolated: 300 submissions on {cores:>2} cores ({cores} workers): {total / 60:5.1f} min "
             f"({total / 300:.2f} s/submission)"
@@ -258,14 +277,14 @@ def main(argv=None):
     per_kit, per_plain = kit_seconds / options.n, plain_seconds / options.n
     print(
         f"kit (sandbox, {options.workers} workers, 1 nbgrader run): {per_kit:5.2f} s/submission "
-        f"({kit_seconds:.0f} s; course setup {kit_setup:.0f} s once)"
+        f"({kit_seconds:.0f} s; course setup {kit_setup:.0f} s once: course build and hidden inputs)"
     )
     print(
         f"plain serial nbgrader autograde:      {per_plain:5.2f} s/submission "
         f"({plain_seconds:.0f} s; generate_assignment {plain_setup:.0f} s once)"
     )
     kit_phases = phases(work / "kit")
-    print("kit phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in kit_phases.items()))
+    print("kit phases: " + describe(*kit_phases))
     print(f"ratio plain / kit: {per_plain / per_kit:.2f}x  (target: >= 3x)")
     print(f"load after: {os.getloadavg()[0]:.1f}")
     if options.scaling:

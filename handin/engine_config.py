@@ -129,8 +129,11 @@ def datasets_for(key, samples):
     Returns:
         (pretrain_set, pretrain_test, finetune_set, finetune_test): ``TensorDataset``s.
     """
-    pretrain_subsets, pretrain_test = load_data(key.pretrain_dataset, tuple(samples), key.seed)
-    finetune_subsets, finetune_test = load_data(key.finetune_dataset, (key.finetune_samples,), key.seed)
+    # Every subset size of both phases in one call per dataset (each subset depends only on its
+    # size and the seed), so a dataset used for both phases is decoded once.
+    sizes = tuple(sorted({*samples, key.finetune_samples}))
+    pretrain_subsets, pretrain_test = load_data(key.pretrain_dataset, sizes, key.seed)
+    finetune_subsets, finetune_test = load_data(key.finetune_dataset, sizes, key.seed)
     return pretrain_subsets[key.s], pretrain_test, finetune_subsets[key.finetune_samples], finetune_test
 
 

@@ -47,7 +47,7 @@ def code_fingerprint():
     return digest.hexdigest()
 
 
-def run_seed(config_fields, finished, curves, fingerprint):
+def run_seed(config_fields, finished, curves, fingerprint, workers=None, device="cpu"):
     """On a worker: the runs of one seed that ``finished`` does not hold, as JSON text.
 
     Args:
@@ -55,6 +55,7 @@ def run_seed(config_fields, finished, curves, fingerprint):
         finished: records of this seed that the client already has (they are skipped).
         curves: keep the per-batch training curves.
         fingerprint: the client's :func:`code_fingerprint`.
+        workers, device: as for ``run_experiment`` (on this worker's host).
 
     Returns:
         JSON text of the list of new records.
@@ -69,11 +70,12 @@ def run_seed(config_fields, finished, curves, fingerprint):
     with _one_seed_at_a_time, tempfile.TemporaryDirectory(prefix="handin3-sweep-") as folder:
         path = Path(folder) / "results.json"
         save_results(path, finished)
-        records = run_experiment(ExperimentConfig(**config_fields), path, progress=False, curves=curves)
+        records = run_experiment(ExperimentConfig(**config_fields), path, progress=False, curves=curves,
+                                 workers=workers, device=device)
     return json.dumps([record for record in records if record_key(record) not in done])
 
 
-def run_on_cluster(config, results_path, scheduler, progress=True, curves=True):
+def run_on_cluster(config, results_path, scheduler, progress=True, curves=True, workers=None, device="cpu"):
     """``run_experiment`` on the Dask cluster at ``scheduler``: one task per seed with runs to do.
 
     Args:
@@ -82,6 +84,7 @@ def run_on_cluster(config, results_path, scheduler, progress=True, curves=True):
         scheduler: the scheduler's address, e.g. ``"tcp://10.0.0.5:8786"``.
         progress: show a tqdm bar over the seeds.
         curves: keep the per-batch training curves in the records.
+        workers, device: passed to ``run_experiment`` on each worker.
 
     Returns:
         the records of ``config``'s runs, in ``config.run_keys()`` order.
@@ -98,7 +101,7 @@ def run_on_cluster(config, results_path, scheduler, progress=True, curves=True):
             futures, fingerprint = [], code_fingerprint()
             for seed in seeds:
                 finished = [record for record in records if record_key(record) in config_keys and record["seed"] == seed]
-                task = (asdict(replace(config, seeds=(seed,))), finished, curves, fingerprint)
+                task = (asdict(replace(config, seeds=(seed,))), finished, curves, fingerprint, workers, device)
                 futures.append(client.submit(run_seed, *task, pure=False))  # pure=False: a new task every time
             with tqdm(total=len(futures), desc=f"{len(futures)} seeds on {scheduler}", unit="seed",
                       disable=not progress) as bar:

@@ -57,7 +57,7 @@ def engine_records(tiny_data, tmp_path_factory):
         patch.setenv("HANDIN3_DATA", str(tiny_data[0]))
         torch.set_num_threads(1)
         path = tmp_path_factory.mktemp("engine") / "results.json"
-        return path, engine.run_experiment(CONFIG, path, progress=False)
+        return path, engine.run_experiment(CONFIG, path, progress=False, workers=2)  # 3 runs in 2 parts
 
 
 def assert_same_run(engine_record, plain_record):
@@ -157,6 +157,55 @@ def test_the_engine_falls_back_when_features_cannot_be_cached(tiny_root, tmp_pat
     assert_same_run(record, plain)
 
 
+class ConvolvesByHand(network.Net):
+    """Uses the convolutions' weights directly: GroupedRuns (which swaps the layers) cannot run it."""
+
+    def apply_convs(self, x):
+        x = torch.relu(torch.nn.functional.max_pool2d(torch.conv2d(x, self.conv1.weight, self.conv1.bias), 2))
+        x = torch.relu(torch.nn.functional.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
+        return x.flatten(start_dim=1)
+
+
+class SoftmaxOverTheBatch(network.Net):
+    """A student's bug: log-softmax over the images, not the classes. Grouped, it would also mix the runs."""
+
+    def forward(self, x):
+        return torch.nn.functional.log_softmax(self.pretrainer(self.apply_convs(x)), dim=0)
+
+
+@pytest.mark.parametrize("net_class", [ConvolvesByHand, SoftmaxOverTheBatch])
+def test_networks_that_cannot_be_grouped_are_trained_with_vmap(tiny_root, tmp_path, monkeypatch, net_class):
+    """GroupedRuns is used only after it gave vmap's first step; otherwise vmap trains, still the plain loop's math."""
+    for builds_nets in (engine, engine_group):
+        monkeypatch.setattr(builds_nets, "Net", net_class)
+    config = engine.replace(
+        CONFIG,
+        finetune_datasets=("mnist",),
+        augmentations=("mixup",),
+        pretrain_batches=60,
+        finetune_batches=30,
+        test_every=30,
+    )
+    [key] = config.run_keys()
+    group = engine.RunGroup([key, engine.replace(key, augmentation="none")], config.samples)
+    history = group.pretrain(config.pretrain_batches, _NoBar(), config.test_every)[0]
+    assert not any(group.runs.grouped_agrees.values())
+    _, plain = engine.plain_run(key, samples=config.samples)
+    np.testing.assert_allclose(history["train_loss"], plain["pretrain"]["train_loss"], atol=TOLERANCE)
+    np.testing.assert_allclose(history["test_loss"], plain["pretrain"]["test_loss"], atol=TOLERANCE)
+
+
+def test_the_solution_is_trained_grouped(tiny_root):
+    """The solution's network runs as GroupedRuns in every phase (the fast path the other tests compare)."""
+    key = CONFIG.run_keys()[0]
+    group = engine.RunGroup([key, engine.replace(key, augmentation="collage")], CONFIG.samples)
+    group.pretrain(20, _NoBar(), 10)
+    finetune_set, finetune_test = engine.datasets_for(key, CONFIG.samples)[2:]
+    group.finetune(finetune_set, finetune_test, 10, _NoBar(), 10)
+    assert len(group.runs.grouped_agrees) == 3  # the pretraining step, the test evaluation, the features
+    assert all(group.runs.grouped_agrees.values()), group.runs.grouped_agrees
+
+
 def test_features_are_cached_for_the_solution(tiny_root):
     net = network.Net(10, 10)
     noise = torch.empty(8, 16, 1, 1).bernoulli_(0.5, generator=torch.Generator().manual_seed(0)) * 2
@@ -224,3 +273,23 @@ def test_under_nbgrader_the_report_only_loads(engine_records, tmp_path, capsys):
 class _NoBar:
     def update(self, n):
         pass
+
+
+def test_the_command_line_trains_on_the_cpu_device(tiny_root, tmp_path):
+    results = tmp_path / "results.json"
+    arguments = ["--results", str(results), "--seeds", "3", "--samples", "1", "--augmentations", "collage"]
+    arguments += ["--pretrain-batches", "10", "--finetune-batches", "5", "--workers", "1", "--device", "cpu"]
+    assert engine.main(arguments) == 0
+    [record] = json.loads(results.read_text())["runs"]
+    assert record["augmentation"] == "collage" and record["pretrain_batches"] == 10
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_asking_for_cuda_without_one_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        engine.main(["--results", str(tmp_path / "results.json"), "--device", "cuda"])
+    assert exit_info.value.code == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no CUDA device"):
+        engine.run_experiment(CONFIG, tmp_path / "results.json", progress=False, device="cuda")
+    assert not (tmp_path / "results.json").exists()

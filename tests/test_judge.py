@@ -53,6 +53,25 @@ def test_hidden_inputs_are_seeded():
     assert not np.array_equal(first.parts["collage"][0]["c0_i"], other.parts["collage"][0]["c0_i"])
 
 
+def test_hidden_inputs_are_made_once_per_course_and_kept_private(tmp_path, inputs, monkeypatch):
+    """The course's inputs are stored as plain data (0600) and read back equal, without making them again."""
+    stored = core.stored_inputs(tmp_path, TEST_SEED)
+    files = sorted((tmp_path / core.STORED_INPUTS).iterdir())
+    assert [path.suffix for path in files] == [".json", ".npz"]
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in files)
+    monkeypatch.setattr(core.hidden, "make_inputs", lambda seed: pytest.fail("made again instead of read"))
+    again = core.stored_inputs(tmp_path, TEST_SEED)
+    for part in PARTS:
+        assert json.loads(json.dumps(inputs.parts[part][1])) == stored[part][1] == again[part][1]
+        assert set(inputs.parts[part][0]) == set(again[part][0])
+        for key, value in inputs.parts[part][0].items():
+            assert again[part][0][key].dtype == value.dtype
+            np.testing.assert_array_equal(again[part][0][key], value)
+    files[0].chmod(0o644)  # no longer private: not trusted, made again
+    with pytest.raises(pytest.fail.Exception, match="made again"):
+        core.stored_inputs(tmp_path, TEST_SEED)
+
+
 def test_the_seed_comes_from_a_private_course_secret(tmp_path):
     """The seed is not in the kit's source: each verdict folder gets its own secret, made once, mode 0600."""
     seed = cache.course_seed(tmp_path / "course")
@@ -259,7 +278,7 @@ def test_cell_check_judges_an_uncached_submission_in_a_subprocess(tmp_path, monk
 
 
 def test_a_missing_verdict_under_the_batch_grader_fails_the_cell_at_once(tmp_path, monkeypatch):
-    """The batch grader judged everybody before nbgrader started: the cell neither waits nor judges."""
+    """The batch grader judged the student before nbgrader grades it: the cell neither waits nor judges."""
     handin = write_handin(BY_NAME["reference"], tmp_path / "handin")
     monkeypatch.setenv(cache.VERDICTS_ENV, str(tmp_path / "verdicts"))
     monkeypatch.setenv(cell.CELL_JUDGES_ENV, "0")

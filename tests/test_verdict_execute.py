@@ -9,6 +9,7 @@ cell that is not exactly a kit grade cell is never evaluated in nbgrader's proce
 ``QuickCheckCellMetadata`` accepts and rejects the same notebooks as nbgrader's ``CheckCellMetadata``.
 """
 
+import io
 import os
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from autograder import ASSIGNMENT, KIT_ROOT
 from autograder.examples import write_assignment
 from autograder.judge.core import judge_submissions
 from autograder.nbgrader_glue.course import release_dir
-from autograder.nbgrader_glue.execute import VerdictExecute, check_calls
+from autograder.nbgrader_glue.execute import SettledStudents, VerdictExecute, check_calls
 from autograder.sandbox import Limits
 
 STUDENTS = ("reference", "stub", "correct_but_os_exit_in_network")
@@ -176,3 +177,14 @@ def test_quick_metadata_check_decides_as_nbgrader_does(variant):
     expected = outcome(CheckCellMetadata())
     assert outcome(QuickCheckCellMetadata()) == expected
     assert (expected == "accepted") == (variant == "valid"), expected
+
+
+def test_settled_students_wait_for_their_own_line_or_the_end():
+    """The batch grader's per-student signal: a student waits for its line, and for nothing after the end."""
+    stream = io.StringIO('{"settled": "s002"}\n{"settled": "s001"}\n')
+    settled = SettledStudents(stream)
+    settled.wait_for("s001")
+    assert settled.ids == {"s001", "s002"} and not settled.ended
+    settled.wait_for("s002")  # already read: returns at once
+    settled.wait_for("s003")  # never settled: returns at the end of the stream
+    assert settled.ended and "s003" not in settled.ids

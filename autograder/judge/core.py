@@ -22,9 +22,13 @@ the status ``not_implemented`` and a reason naming the function and file to writ
 never becomes a student's status and nothing is cached.
 """
 
+import hashlib
+import io
 import json
+import os
 import secrets
 import shutil
+import stat
 import sys
 import tempfile
 import zipfile
@@ -34,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import KIT_ROOT, STUDENT_MODULES
+from ..files import write_atomically
 from ..sandbox import Limits, run_isolated
 from . import cache, checks, hidden
 from .pictures import picture_arrays
@@ -42,6 +47,8 @@ from .points import PARTS, POINTS, part_max
 RUNNER = Path(__file__).resolve().parent / "runner.py"
 PROVIDED_SOURCE = KIT_ROOT / "solutions" / "handin"
 MAX_OUTPUT_BYTES = 64 * 2**20
+#: The folder of the verdict cache that keeps the hidden inputs (:func:`stored_inputs`).
+STORED_INPUTS = "hidden-inputs"
 #: A correct submission needs about 5 s of CPU per child. CPU time catches busy loops even on a
 #: loaded machine; the wall limit (for sleeping code) is generous so that load never costs points.
 DEFAULT_LIMITS = Limits(wall_seconds=120, cpu_seconds=60, memory_bytes=3 * 2**30)
@@ -87,14 +94,22 @@ MAIN_FUNCTION = {
 class HiddenInputs:
     """The seeded hidden inputs of every part, made once and shared by every submission.
 
+    With the course seed (``seed`` None) they are made once per course and judge version and
+    kept in the verdict cache (:func:`stored_inputs`): later runs only read them.
+
     Args:
         seed: the seed; default, the course seed of ``cache_dir`` (:func:`.cache.course_seed`).
         cache_dir: the verdict cache whose secret gives the seed (default ``$HANDIN3_VERDICTS``).
     """
 
     def __init__(self, seed=None, cache_dir=None):
-        self.seed = cache.course_seed(cache_dir) if seed is None else seed
-        self.parts = hidden.make_inputs(self.seed)
+        if seed is None:
+            folder = Path(cache_dir or cache.verdicts_dir())
+            self.seed = cache.course_seed(folder)
+            self.parts = stored_inputs(folder, self.seed)
+        else:
+            self.seed = seed
+            self.parts = hidden.make_inputs(seed)
 
     def write(self, folder, parts):
         folder.mkdir()
@@ -102,6 +117,52 @@ class HiddenInputs:
             arrays, plan = self.parts[part]
             np.savez(folder / f"{part}.npz", **arrays)
             (folder / f"{part}.json").write_text(json.dumps(plan))
+
+
+def stored_inputs(folder, seed):
+    """``hidden.make_inputs(seed)``, made once and kept in ``folder/hidden-inputs`` (``folder``: the verdict cache).
+
+    Making them costs about 13 s of CPU (the ``learns`` problem is kept only once the reference
+    network solves it), the same for every student of the course: like the course build, it is
+    per-course setup. The files are named by a hash of the judge's version and the seed (an
+    edited judge makes them again), private (0600) like the secret, and plain data: arrays
+    read with ``allow_pickle=False`` and the plans as JSON (tuples come back as lists).
+    """
+    name = hashlib.sha256(f"{cache.judge_version()}:{seed}".encode()).hexdigest()[:16]
+    folder = folder / STORED_INPUTS
+    arrays_path, plans_path = folder / f"{name}.npz", folder / f"{name}.json"
+    try:
+        return read_stored_inputs(arrays_path, plans_path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # not made yet (or damaged): make them
+    parts = hidden.make_inputs(seed)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    arrays = io.BytesIO()
+    np.savez(
+        arrays,
+        **{f"{part}/{key}": value for part, (part_arrays, _) in parts.items() for key, value in part_arrays.items()},
+    )
+    write_atomically(arrays_path, arrays.getvalue(), mode=0o600)
+    plans = json.dumps({part: plan for part, (_, plan) in parts.items()})
+    write_atomically(plans_path, plans, mode=0o600)  # written last: its presence means both are whole
+    return read_stored_inputs(arrays_path, plans_path)
+
+
+def read_stored_inputs(arrays_path, plans_path):
+    """``{part: (arrays, plan)}`` from the files of :func:`stored_inputs`; private regular files of this user only."""
+    for path in (plans_path, arrays_path):
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_mode & 0o077 or info.st_uid != os.geteuid():
+            raise ValueError(f"{path} is not a private regular file of this user")
+    plans = json.loads(plans_path.read_text())
+    parts = {part: ({}, plan) for part, plan in plans.items()}
+    with np.load(arrays_path, allow_pickle=False) as data:
+        for name in data.files:
+            part, key = name.split("/", 1)
+            parts[part][0][key] = data[name]
+    if set(parts) != set(PARTS):
+        raise ValueError(f"{plans_path} does not hold every part")
+    return parts
 
 
 def prepare_scratch(scratch, modules, inputs, parts):

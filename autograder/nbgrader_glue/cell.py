@@ -11,9 +11,9 @@ The grading kernel never imports student code. ``check`` finds the submission's
 ``handin/`` folder in the kernel's working directory (nbgrader runs the notebook
 there) and reads its verdict from the cache outside the submission
 (``$HANDIN3_VERDICTS``, keyed by the sha256 of the student's modules and the judge's
-version). It never waits: the batch grader judges everybody before nbgrader starts
-and sets ``HANDIN3_CELL_JUDGES=0``, so a missing verdict fails the cell at once (a
-grader error). Run by hand without that variable, a cell whose verdict is missing
+version). It never waits: under the batch grader, nbgrader grades a student only once told
+that the student's judging has ended, and ``HANDIN3_CELL_JUDGES=0`` is set, so a missing
+verdict fails the cell at once (a grader error). Run by hand without that variable, a cell whose verdict is missing
 runs the judge itself in a separate ``python -I`` process (sandboxed unless
 ``HANDIN3_SANDBOX=0``). A failed check raises
 :class:`HiddenTestFailure`, whose traceback is only its message: no hidden source,

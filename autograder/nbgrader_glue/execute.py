@@ -12,10 +12,13 @@
   each cell's check is evaluated in nbgrader's process from the cached verdict, and the
   cell gets exactly the output a kernel would give it (the passing line on stdout, or the
   ``HiddenTestFailure`` error). Any other notebook, or a grading notebook with one cell
-  that is not such a grade cell, runs in a kernel as usual.
+  that is not such a grade cell, runs in a kernel as usual. Under the batch grader
+  (``await_settled``) it first waits for the word that the student's judging has ended, so
+  that nbgrader can work through the class while the judges still run.
 """
 
 import functools
+import json
 import math
 import sys
 from datetime import datetime, timezone
@@ -151,6 +154,32 @@ def now():
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+class SettledStudents:
+    """The students whose judging the batch grader has ended, as it reports them on a stream (stdin).
+
+    One JSON line per student, ``{"settled": "<student id>"}``, sent once the student's verdict
+    is stored or its judging has failed for good: either way, looking the verdict up gives the
+    final answer (a missing verdict fails at once). The end of the stream means no more will come.
+    """
+
+    def __init__(self, stream):
+        self.stream, self.ids, self.ended = stream, set(), False
+
+    def wait_for(self, student_id):
+        """Return once ``student_id`` is settled, or the stream has ended."""
+        while student_id not in self.ids and not self.ended:
+            line = self.stream.readline()
+            if not line:
+                self.ended = True
+            else:
+                self.ids.add(json.loads(line)["settled"])
+
+
+@functools.cache
+def settled_students():
+    return SettledStudents(sys.stdin)
+
+
 class VerdictExecute(GuardedExecute):
     """``GuardedExecute`` that evaluates the kit's own grading notebook in this process (see module doc)."""
 
@@ -160,6 +189,11 @@ class VerdictExecute(GuardedExecute):
     in_process = Bool(True, help="Evaluate the kit's grade cells without a kernel; False: always a kernel.").tag(
         config=True
     )
+    await_settled = Bool(
+        False,
+        help="Before grading a student from the verdicts, wait until stdin says that student's judging "
+        "has ended (SettledStudents; the batch grader's pipelined autograde).",
+    ).tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         resources = resources if resources is not None else {}
@@ -172,6 +206,8 @@ class VerdictExecute(GuardedExecute):
                 )
             return super().preprocess(nb, resources, km)
         handin_dir = Path(resources.get("metadata", {}).get("path") or ".") / "handin"
+        if self.await_settled:
+            settled_students().wait_for(resources.get("nbgrader", {}).get("student"))
         self.log.info("Grading %s without a kernel, from the verdicts", self.grading_notebook)
         nb.metadata["language_info"] = dict(PYTHON_LANGUAGE_INFO)
         verdict = None

@@ -12,7 +12,8 @@
   by the kit's own code from the student's validated ``results/experiment.json``
   (:mod:`autograder.report`), and puts a notice at the top when the file is missing or
   unusable. The outcome is also kept in the notebook's metadata (``handin3_report``) for
-  the kit's feedback page.
+  the kit's feedback page. Under the batch grader (``drawn_dir``, ``await_settled``) it waits
+  until the student is settled and reads the figures the batch grader drew meanwhile.
 * :class:`QuickCheckCellMetadata` is nbgrader's ``CheckCellMetadata`` with the same checks,
   except that nbgrader's (fixed) metadata schema is itself checked once per process, not
   once per cell (``jsonschema.validate`` does that, and it was a tenth of the autograde pass).
@@ -30,10 +31,11 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.nbgraderformat import MetadataValidator, ValidationError
 from nbgrader.nbgraderformat.common import BaseMetadataValidator
 from nbgrader.preprocessors import CheckCellMetadata, NbGraderPreprocessor
-from traitlets import Unicode
+from traitlets import Bool, Unicode
 
 from .. import report
 from ..sanitize import clean_notebook
+from .execute import settled_students
 
 #: Where :class:`RenderReport` records its outcome: ``{"status", "notes", "quick"}``.
 REPORT_METADATA = "handin3_report"
@@ -51,6 +53,12 @@ class RenderReport(NbGraderPreprocessor):
 
     notebook_name = Unicode("3_report", help="Notebook id (file name without .ipynb) of the report.").tag(config=True)
     source_notebook = Unicode("", help="Path of the instructor's source copy of the report.").tag(config=True)
+    drawn_dir = Unicode("", help="Folder of reports already drawn (report.drawn_results); empty: draw here.").tag(
+        config=True
+    )
+    await_settled = Bool(
+        False, help="First wait until stdin says the student is settled (SettledStudents; the batch grader)."
+    ).tag(config=True)
 
     def preprocess(self, nb, resources):
         if resources.get("nbgrader", {}).get("notebook") != self.notebook_name:
@@ -61,8 +69,13 @@ class RenderReport(NbGraderPreprocessor):
                 "source/<assignment>/3_report.ipynb in nbgrader_config.py"
             )
         results_path = Path(resources.get("metadata", {}).get("path") or ".") / report.RESULTS_FILE
+        if self.await_settled:  # the batch grader draws it meanwhile, alongside the judges
+            settled_students().wait_for(resources.get("nbgrader", {}).get("student"))
         try:
-            results = report.grade_results(results_path)
+            if self.drawn_dir:
+                results = report.drawn_results(results_path, self.drawn_dir)
+            else:
+                results = report.grade_results(results_path)
         except Exception as error:  # a fault of the grader: say so, and never stop the other notebooks
             self.log.exception("Drawing the report from %s failed", results_path)
             results = report.ReportResults(

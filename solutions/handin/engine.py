@@ -17,11 +17,15 @@ faster because it
    numpy random state, exactly as the plain loop would, in a thread, while the runs
    train on the previous chunk of batches;
 3. trains all runs of one seed together: ``torch.func.stack_module_state`` stacks
-   their parameters, ``vmap`` over ``grad`` of a ``functional_call`` of your network
-   computes every run's gradient in one pass, and an SGD step updates them;
+   their parameters, and one pass of your network computes every run's gradient: a copy
+   of your network whose layers with weights work on all runs at once (grouped
+   convolutions, ``engine_grouped.py``), after its first step gave the same gradients as
+   ``vmap`` over ``grad`` of a ``functional_call`` of your network (else ``vmap`` it is);
+   then an SGD step updates them. The runs are split into one part per CPU core, each
+   trained in its own thread;
 4. finetunes on cached features: the convolutions are frozen, so their output for
    each training and test image is computed once;
-5. evaluates with large batches without gradients, one run after the other.
+5. evaluates without gradients, all runs at once on batches of 50 images.
 
 Randomness, and why a run matches the plain loop step for step. A run with seed
 ``seed`` draws from four sources, in this order, in both implementations:
@@ -51,15 +55,17 @@ The engine in five files, each read on its own:
 
 * ``engine_config.py``: :class:`ExperimentConfig`, the :class:`RunKey` of each run, and a run's data;
 * ``engine_stacked.py``: your network for many runs at once (stacked parameters, vmapped SGD steps);
+* ``engine_grouped.py``: the same as one network with the runs' channels side by side (faster);
 * ``engine_group.py``: :class:`RunGroup`, the runs of one seed trained together;
 * ``engine_results.py``: the results file (records, load and save).
 * ``engine_dask.py``: the same experiment on a Dask cluster, one task per seed (``--scheduler``).
 
 This file holds the plain reference run, the experiment loop and the command line, and
-offers the names of the other three files too (``engine.ExperimentConfig``, ...).
+offers the names of the other files too (``engine.ExperimentConfig``, ...).
 """
 import argparse
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import torch
@@ -91,7 +97,7 @@ __all__ = ["ExperimentConfig", "RunKey", "QUICK_ENV", "QUICK_SETTINGS", "REPORT_
            "GRADING_ENV", "default_config", "report_experiments", "load_data", "datasets_for", "curve_test_set",
            "StackedRuns", "FeatureHead", "dropout_noise", "features_are_cacheable", "finetune_parameter_names",
            "RunGroup", "history_record", "make_record", "load_results", "save_results", "record_key",
-           "plain_run", "run_experiment", "report_records", "main"]
+           "plain_run", "run_experiment", "checked_device", "report_records", "main"]
 
 #: nbgrader sets this while it autogrades; the report then loads saved results instead of training.
 GRADING_ENV = "NBGRADER_EXECUTION"
@@ -131,27 +137,40 @@ def plain_run(key, samples=None, progress=False):
 # The experiment: groups of runs, results in a JSON file
 
 
-def run_experiment(config, results_path, progress=True, curves=True, scheduler=None):
+def run_experiment(config, results_path, progress=True, curves=True, workers=None, device="cpu", scheduler=None):
     """Run every run of ``config`` that ``results_path`` does not hold yet, and save after each group.
 
     Runs of one seed are trained together; runs that differ only in ``D_F`` share
-    their pretraining (see :class:`RunGroup`).
+    their pretraining (see :class:`RunGroup`). The runs of a seed are split into
+    ``workers`` parts, each trained in its own thread with one torch thread: on a
+    busy machine that beats one part with several torch threads, whose threads wait
+    for each other at every small operation.
 
     Args:
         config: an ``ExperimentConfig``.
         results_path: JSON file of records; created if absent, extended otherwise.
         progress: show one tqdm bar with an ETA over all steps.
         curves: keep the per-batch training curves in the records (they make the file larger).
+        workers: parts trained in parallel; defaults to the number of CPUs (1 on a GPU). With 1,
+            the group is trained in this thread with torch's thread setting.
+        device: where the runs train, "cpu" or a CUDA device such as "cuda"; the records are
+            the same (random draws stay on the CPU), up to float rounding.
         scheduler: a Dask scheduler's address (``"tcp://HOST:8786"``): run the seeds on its
             workers instead, one task per seed (see ``engine_dask.py``).
 
     Returns:
         the records of ``config``'s runs, in ``config.run_keys()`` order.
+
+    Raises:
+        ValueError: for a CUDA device when torch finds none.
     """
     if scheduler:
         from .engine_dask import run_on_cluster  # only then is dask.distributed needed
 
-        return run_on_cluster(config, results_path, scheduler, progress=progress, curves=curves)
+        return run_on_cluster(config, results_path, scheduler, progress=progress, curves=curves,
+                              workers=workers, device=device)
+    device = checked_device(device)
+    workers = workers or ((os.cpu_count() or 1) if device.type == "cpu" else 1)
     records = load_results(results_path)
     done = {record_key(record) for record in records}
     groups = {}
@@ -159,26 +178,22 @@ def run_experiment(config, results_path, progress=True, curves=True, scheduler=N
         if key not in done:
             group = groups.setdefault((key.seed, N_CLASSES[key.finetune_dataset]), {})
             group.setdefault((key.augmentation, key.s), []).append(key)
-    steps = sum(config.pretrain_batches + config.finetune_batches * len({k.finetune_dataset for ks in g.values()
-                                                                         for k in ks}) for g in groups.values())
+    run_steps = sum(len(g) * (config.pretrain_batches + config.finetune_batches * len(
+        {k.finetune_dataset for ks in g.values() for k in ks})) for g in groups.values())
     n_runs = sum(len(keys) for group in groups.values() for keys in group.values())
     experiment = f"{config.pretrain_dataset} → {' and '.join(config.finetune_datasets)}"
     # One bar for the whole experiment (a widget in a notebook, text in a terminal): it names the
-    # experiment, the seed and the phase, shows the time left, and stays below the cell when done.
-    with tqdm(total=steps, desc=f"{experiment}: {n_runs} runs", unit="step", disable=not progress,
-              leave=True) as bar:
+    # experiment and the seed, shows the time left, and stays below the cell when done.
+    with tqdm(total=run_steps, desc=f"{experiment}: {n_runs} runs", unit=" run-steps", unit_scale=True,
+              disable=not progress, leave=True) as bar:
         for (seed, _), group in groups.items():
             pretrain_keys = [keys[0] for keys in group.values()]
-            bar.set_description(f"{experiment}, seed {seed}: pretraining {len(pretrain_keys)} runs")
-            runs = RunGroup(pretrain_keys, config.samples)
-            pretrain_histories = runs.pretrain(config.pretrain_batches, bar, config.test_every)
-            for finetune_dataset in dict.fromkeys(k.finetune_dataset for keys in group.values() for k in keys):
-                bar.set_description(f"{experiment}, seed {seed}: finetuning on {finetune_dataset}")
+            finetune_datasets = list(dict.fromkeys(k.finetune_dataset for keys in group.values() for k in keys))
+            pretrain_histories, finetune_histories = train_in_parts(pretrain_keys, finetune_datasets, config, bar,
+                                                                    workers, device, f"{experiment}, seed {seed}")
+            for finetune_dataset in finetune_datasets:
                 keys = [replace(key, finetune_dataset=finetune_dataset) for key in pretrain_keys]
-                _, _, finetune_set, finetune_test = datasets_for(keys[0], config.samples)
-                finetune_histories = runs.finetune(finetune_set, finetune_test, config.finetune_batches, bar,
-                                                   config.test_every)
-                for key, pre, fine in zip(keys, pretrain_histories, finetune_histories):
+                for key, pre, fine in zip(keys, pretrain_histories, finetune_histories[finetune_dataset]):
                     if key in done:
                         continue
                     record = make_record(key, pre, fine)
@@ -190,6 +205,71 @@ def run_experiment(config, results_path, progress=True, curves=True, scheduler=N
             save_results(results_path, records)
     by_key = {record_key(record): record for record in records}
     return [by_key[key] for key in config.run_keys()]
+
+
+def checked_device(device):
+    """``torch.device(device)``, after checking that torch can use it.
+
+    Raises:
+        ValueError: for a CUDA device when ``torch.cuda.is_available()`` is False, or an unknown name.
+    """
+    try:
+        device = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {device!r}: {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: torch finds no CUDA device here (torch.cuda.is_available() "
+                         f"is False); use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {str(device)!r}: the engine runs on cpu or cuda")
+    return device
+
+
+def train_in_parts(keys, finetune_datasets, config, progress, workers, device, label):
+    """Pretrain the runs ``keys`` (one seed) and finetune them on every ``D_F``, in ``workers`` parts at once.
+
+    Every part is a :class:`RunGroup` of its own. They are built one after the other here
+    (building seeds the global random generators), then trained in parallel threads.
+
+    Args:
+        label: what the progress bar shows before the phase ("mnist → mnist, seed 0").
+
+    Returns:
+        (pretrain histories, {finetune dataset: finetune histories}), one history per key, in order.
+    """
+    n_parts = max(1, min(workers, len(keys)))
+    parts = [RunGroup(keys[part::n_parts], config.samples, device) for part in range(n_parts)]
+
+    def train(runs):
+        if n_parts > 1:
+            torch.set_num_threads(1)
+        progress.set_description(f"{label}: pretraining {len(keys)} runs")
+        pretrain_histories = runs.pretrain(config.pretrain_batches, progress, config.test_every)
+        finetune_histories = {}
+        for finetune_dataset in finetune_datasets:
+            progress.set_description(f"{label}: finetuning on {finetune_dataset}")
+            _, _, finetune_set, finetune_test = datasets_for(replace(runs.keys[0], finetune_dataset=finetune_dataset),
+                                                             config.samples)
+            finetune_histories[finetune_dataset] = runs.finetune(finetune_set, finetune_test,
+                                                                 config.finetune_batches, progress, config.test_every)
+        return pretrain_histories, finetune_histories
+
+    if n_parts == 1:
+        trained = [train(parts[0])]
+    else:
+        threads = torch.get_num_threads()
+        try:
+            with ThreadPoolExecutor(max_workers=n_parts) as pool:
+                trained = list(pool.map(train, parts))
+        finally:
+            torch.set_num_threads(threads)  # the parts set it to 1 for the whole process
+    pretrain_histories, finetune_histories = {}, {dataset: {} for dataset in finetune_datasets}
+    for runs, (pre, fine) in zip(parts, trained):
+        pretrain_histories.update(zip(runs.keys, pre))
+        for dataset in finetune_datasets:
+            finetune_histories[dataset].update(zip(runs.keys, fine[dataset]))
+    return ([pretrain_histories[key] for key in keys],
+            {dataset: [histories[key] for key in keys] for dataset, histories in finetune_histories.items()})
 
 
 def report_records(configs, results_path, grading=None):
@@ -242,8 +322,15 @@ def main(argv=None):
     parser.add_argument("--no-curves", action="store_true", help="do not keep per-batch training curves")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default); 1 is faster on a busy machine")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="parts of each seed's runs trained in parallel, one torch thread each (0: the CPU count)")
+    parser.add_argument("--device", default="cpu", help="where the runs train: cpu (default) or cuda")
     parser.add_argument("--scheduler", help="a Dask scheduler, tcp://HOST:8786: run the seeds on its workers")
     options = parser.parse_args(argv)
+    try:
+        checked_device(options.device)
+    except ValueError as error:
+        parser.error(str(error))
     config = replace(defaults, pretrain_dataset=options.pretrain, finetune_datasets=tuple(options.finetune),
                      seeds=tuple(options.seeds), samples=tuple(options.samples),
                      augmentations=tuple(options.augmentations), pretrain_batches=options.pretrain_batches,
@@ -251,7 +338,8 @@ def main(argv=None):
                      curve_test_images=options.curve_test_images)
     if options.threads:
         torch.set_num_threads(options.threads)
-    records = run_experiment(config, options.results, curves=not options.no_curves, scheduler=options.scheduler)
+    records = run_experiment(config, options.results, curves=not options.no_curves, workers=options.workers,
+                             device=options.device, scheduler=options.scheduler)
     print(f"{len(records)} runs in {options.results}")
     return 0
 

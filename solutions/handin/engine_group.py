@@ -5,6 +5,7 @@ A :class:`RunGroup` builds one ``Net`` per run exactly as the plain loop does, s
 run keeps its own random state, so it sees the plain loop's batches, augmentations and
 dropout masks (see the docstring of :mod:`.engine` for the four random sources).
 """
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,6 +29,9 @@ from .network import Net
 from .training import batch_indices, seed_everything
 from .utils import one_hot
 
+#: Held while a thread uses numpy's global random state for one run (groups may train in parallel threads).
+NUMPY_RANDOM_STATE = threading.Lock()
+
 
 class RunGroup:
     """The runs of one seed, trained together. See the module docstring for the randomness.
@@ -40,10 +44,14 @@ class RunGroup:
         keys: runs with the same seed and settings, one per (augmentation, s); their
             ``finetune_dataset`` only gives the number of finetuning classes.
         samples: all subset sizes of the experiment.
+        device: where the runs train ("cpu", "cuda", ...). Every random draw (initial weights,
+            batches, augmentations, dropout masks) stays on the CPU, as in the plain loop;
+            only the arithmetic moves.
     """
 
-    def __init__(self, keys, samples):
+    def __init__(self, keys, samples, device="cpu"):
         self.keys = keys
+        self.device = torch.device(device)
         first = keys[0]
         self.batch_size, self.lr, self.seed = first.batch_size, first.lr, first.seed
         self.pretrain_classes = N_CLASSES[first.pretrain_dataset]
@@ -59,7 +67,7 @@ class RunGroup:
             self.dropout_streams.append(stream)
             self.numpy_states.append(np.random.get_state())
         self.noise_shape = dropout_noise_shape(self.nets[0], self.pretrain_sets[0].tensors[0][:self.batch_size])
-        self.runs = StackedRuns(self.nets)
+        self.runs = StackedRuns([net.to(self.device) for net in self.nets])
 
     def augmented_batches(self, run, images, labels, indices, augmentation, n_classes):
         """The batches the plain loop would train run ``run`` on, with that run's numpy state.
@@ -78,13 +86,15 @@ class RunGroup:
             return images[indices], one_hot(labels[indices], n_classes)
         combine = AUGMENTATION_DICT[augmentation]
         pixels = images.numpy()
-        saved = np.random.get_state()
-        np.random.set_state(self.numpy_states[run])
-        try:
-            blended, weights, partners = zip(*(blend_batch(combine, pixels[index]) for index in indices.numpy()))
-        finally:
-            self.numpy_states[run] = np.random.get_state()
-            np.random.set_state(saved)
+        with NUMPY_RANDOM_STATE:
+            saved = np.random.get_state()
+            np.random.set_state(self.numpy_states[run])
+            try:
+                blended, weights, partners = zip(*(blend_batch(combine, pixels[index])
+                                                   for index in indices.numpy()))
+            finally:
+                self.numpy_states[run] = np.random.get_state()
+                np.random.set_state(saved)
         partner_indices = torch.gather(indices, 1, torch.from_numpy(np.stack(partners)))
         soft_labels = blended_soft_labels(labels[indices], labels[partner_indices], np.stack(weights), n_classes,
                                           images.dtype)
@@ -105,7 +115,8 @@ class RunGroup:
         noise = [dropout_noise(stream, stop - start, self.noise_shape, self.runs.dropout_p)
                  for stream in self.dropout_streams]
         images = runs_innermost(torch.stack(images, dim=1), run_dim=1)  # so sgd_step need not copy them
-        return images, torch.stack(soft_labels, dim=1), torch.stack(noise, dim=1)
+        return tuple(tensor.to(self.device) for tensor in (images, torch.stack(soft_labels, dim=1),
+                                                           torch.stack(noise, dim=1)))
 
     def pretrain(self, n_batches, progress, test_every):
         """Pretrain every run through the pretrainer head, with its augmentation.
@@ -132,7 +143,7 @@ class RunGroup:
                     loss, log_probs = self.runs.sgd_step("forward", trainable, images[step], soft_labels[step],
                                                          noise[step], self.lr)
                     _append_train(histories, loss, log_probs, soft_labels[step])
-                    progress.update(1)
+                    progress.update(len(self.keys))
                 if test_every and (stop % test_every == 0 or stop == n_batches):
                     log_probs = self.runs.apply("forward", self.pretrain_test.tensors[0])
                     _append_test(histories, stop, *evaluate_log_probs(log_probs, self.pretrain_test.tensors[1],
@@ -158,30 +169,32 @@ class RunGroup:
                 stream.set_state(state)
 
     def _finetune(self, finetune_set, finetune_test, n_batches, progress, test_every):
-        images, labels = finetune_set.tensors
+        images, labels = (tensor.to(self.device) for tensor in finetune_set.tensors)
         n_runs = len(self.keys)
-        indices = batch_indices(len(labels), n_batches, self.batch_size, torch.Generator().manual_seed(self.seed))
+        indices = batch_indices(len(labels), n_batches, self.batch_size,
+                                torch.Generator().manual_seed(self.seed)).to(self.device)
         noise = torch.stack([dropout_noise(stream, n_batches, self.noise_shape, self.runs.dropout_p)
-                             for stream in self.dropout_streams], dim=1)
+                             for stream in self.dropout_streams], dim=1).to(self.device)
         soft_labels = one_hot(labels[indices], self.finetune_classes)  # the same batches for every run
         trainable = finetune_parameter_names(self.nets[0])
         cached = features_are_cacheable(self.nets[0], trainable, images[:self.batch_size], noise[0, 0])
         if cached:
-            train_features = self.runs.apply("apply_convs", images)  # [R, N, 256]
+            drawn, positions = indices.unique(return_inverse=True)  # only the images the batches draw
+            train_features = self.runs.apply("apply_convs", images[drawn])  # [R, len(drawn), 256]
             test_features = self.runs.apply("apply_convs", finetune_test.tensors[0])
             head = FeatureHead(self.runs)
 
         histories = [_empty_history() for _ in self.keys]
         for step in range(n_batches):
             if cached:
-                batch = train_features[:, indices[step]] * spread_noise(noise[step], train_features.shape[-1])
+                batch = train_features[:, positions[step]] * spread_noise(noise[step], train_features.shape[-1])
                 loss, log_probs = head.sgd_step(trainable, batch, soft_labels[step], self.lr)
             else:
                 loss, log_probs = self.runs.sgd_step(
                     "generalize", trainable, images[indices[step]].expand(n_runs, -1, -1, -1, -1),
                     soft_labels[step].expand(n_runs, -1, -1), noise[step], self.lr)
             _append_train(histories, loss, log_probs, soft_labels[step].expand(n_runs, -1, -1))
-            progress.update(1)
+            progress.update(len(self.keys))
             if (step + 1) % test_every == 0 or step + 1 == n_batches:
                 log_probs = head.apply(test_features) if cached else self.runs.apply(
                     "generalize", finetune_test.tensors[0])
