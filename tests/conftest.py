@@ -42,14 +42,15 @@ def tiny_data(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def course_template(tmp_path_factory, worker_id):
-    """A RESULTS folder holding only a built nbgrader course (real ``generate_assignment``).
+    """A RESULTS folder that ``grade`` has prepared and not yet used: the nbgrader course (real
+    ``generate_assignment``) and, in ``verdicts/``, the course secret and the hidden inputs.
 
-    Building a course takes 10-25 s; many modules grade a class, each in a copy of this one
-    (:func:`results_with_course`). It is built once per test session: the xdist workers share
+    Preparing takes 10-30 s; many modules grade a class, each in a copy of this one
+    (:func:`results_with_course`). It is prepared once per test session: the xdist workers share
     it through a lock in their common temporary folder. ``test_batch`` still lets ``grade``
-    build its own course, so that path stays tested.
+    prepare its own, so that path stays tested.
     """
-    from autograder.nbgrader_glue.course import build_course
+    from autograder.batch import Results, prepare_course
 
     shared = tmp_path_factory.getbasetemp()
     if worker_id != "master":
@@ -57,18 +58,21 @@ def course_template(tmp_path_factory, worker_id):
     template = shared / "results-template"
     with open(shared / "results-template.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (template / "course" / "gradebook.db").is_file():
+        if not (template / "ready").is_file():
             shutil.rmtree(template, ignore_errors=True)
-            build_course(template / "course", force=True)
+            prepare_course(Results(template))
+            (template / "ready").touch()
     return template
 
 
 @pytest.fixture(scope="session")
 def results_with_course(course_template):
-    """``results_with_course(out)``: make ``out`` a RESULTS folder whose course is a copy of the template's."""
+    """``results_with_course(out)``: make ``out`` a RESULTS folder holding a copy of the template's
+    course, secret and hidden inputs (the rest ``grade`` writes itself)."""
 
     def copy(out):
-        shutil.copytree(course_template / "course", Path(out) / "course", symlinks=True)
+        for name in ("course", "verdicts"):
+            shutil.copytree(course_template / name, Path(out) / name, symlinks=True)
         return Path(out)
 
     return copy

@@ -111,7 +111,7 @@ def part_scores(course, student):
 @pytest.fixture(scope="session")
 def graded(tmp_path_factory, course_template):
     course = shutil.copytree(course_template / "course", tmp_path_factory.mktemp("autograde") / "course")
-    verdicts = course / "verdicts"
+    verdicts = shutil.copytree(course_template / "verdicts", course / "verdicts")  # the secret and hidden inputs
     for submission in ALL:
         folder = write_assignment(submission, release_dir(course), course / "submitted" / submission.name / ASSIGNMENT)
         if submission.name == "reference":

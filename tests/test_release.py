@@ -27,7 +27,7 @@ GRADING = KIT_ROOT / "autograder" / "nbgrader_glue" / "grading.ipynb"
 
 @pytest.fixture(scope="session")
 def course(course_template):
-    """The session's real nbgrader course, built from solutions/ by ``build_course`` (conftest); read only here."""
+    """The session's real nbgrader course, built from solutions/ by ``prepare_course`` (conftest); read only here."""
     return course_template / "course"
 
 

@@ -59,7 +59,7 @@ def courses(tmp_path_factory, course_template):
     """``{"kernel": course, "in_process": course}``: the same judged class, autograded both ways."""
     root = tmp_path_factory.mktemp("verdict-execute")
     course = shutil.copytree(course_template / "course", root / "kernel")
-    verdicts = root / "verdicts"
+    verdicts = shutil.copytree(course_template / "verdicts", root / "verdicts")  # the secret and hidden inputs
     for name in STUDENTS:
         folder = write_assignment(BY_NAME[name], release_dir(course), course / "submitted" / name / ASSIGNMENT)
         shutil.copyfile(release_dir(course) / "grading.ipynb", folder / "grading.ipynb")
