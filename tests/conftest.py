@@ -1,6 +1,8 @@
-"""Shared fixtures: paths of the kit, the real data when present, small IDX datasets."""
+"""Shared fixtures: paths of the kit, the real data when present, small IDX datasets, one nbgrader course."""
 
+import fcntl
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -36,6 +38,44 @@ def tiny_data(tmp_path_factory):
         for i, name in enumerate(("mnist", "fashion-mnist", "emnist"))
     }
     return root, written
+
+
+@pytest.fixture(scope="session")
+def course_template(tmp_path_factory, worker_id):
+    """A RESULTS folder that ``grade`` has prepared and not yet used: the nbgrader course (real
+    ``generate_assignment``) and, in ``verdicts/``, the course secret and the hidden inputs.
+
+    Preparing takes 10-30 s; many modules grade a class, each in a copy of this one
+    (:func:`results_with_course`). It is prepared once per test session: the xdist workers share
+    it through a lock in their common temporary folder. ``test_batch`` still lets ``grade``
+    prepare its own, so that path stays tested.
+    """
+    from autograder.batch import Results, prepare_course
+
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the folder that holds every worker's basetemp
+    template = shared / "results-template"
+    with open(shared / "results-template.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (template / "ready").is_file():
+            shutil.rmtree(template, ignore_errors=True)
+            prepare_course(Results(template))
+            (template / "ready").touch()
+    return template
+
+
+@pytest.fixture(scope="session")
+def results_with_course(course_template):
+    """``results_with_course(out)``: make ``out`` a RESULTS folder holding a copy of the template's
+    course, secret and hidden inputs (the rest ``grade`` writes itself)."""
+
+    def copy(out):
+        for name in ("course", "verdicts"):
+            shutil.copytree(course_template / name, Path(out) / name, symlinks=True)
+        return Path(out)
+
+    return copy
 
 
 #: Test modules that finish in seconds: `make check` runs these (every other module is marked ``slow``).

@@ -30,6 +30,8 @@ from autograder.examples import Example, assemble
 from autograder.report import RESULTS_FILE, KitCode
 
 REPORT = "3_report.ipynb"
+#: The figures the report draws from the results: 4 training-curve figures, accuracy against s, same vs cross.
+FIGURES = {"plot_curves(": 4, "plot_accuracy_panels(": 1, "same_vs_cross": 1}
 TIME_LIMIT = 60
 BENIGN_ANSWER = (
     "**Frozen** features: `training.finetune` passes `net.finetune_parameters()` so $\\alpha < \\beta$ "
@@ -139,14 +141,17 @@ def build_class(root, beacon):
 _GRADED = {}
 
 
-def graded_class(base):
-    """Build and grade the class once per process: ``{"out", "class", "rows", "beacon", "payloads"}``."""
+def graded_class(base, results_with_course):
+    """Build and grade the class once per process: ``{"out", "class", "rows", "beacon", "payloads"}``.
+
+    ``results_with_course`` (the conftest fixture) gives the RESULTS folder a copy of the
+    session's course build, so the grader does not build its own."""
     if "out" not in _GRADED:
         from autograder.batch import grade
 
         beacon = Beacon()
         class_dir = build_class(Path(base) / "class", beacon)
-        out = Path(base) / "results"
+        out = results_with_course(Path(base) / "results")
         rows = grade(class_dir, out, time_limit=TIME_LIMIT, quiet=True)
         _GRADED.update(
             out=out,

@@ -27,7 +27,6 @@ from autograder import KIT_ROOT
 from autograder.examples import Edit, Example, assemble
 from autograder.judge import cache
 from autograder.judge.points import PARTS
-from autograder.nbgrader_glue.course import build_course
 from autograder.sandbox import bubblewrap_path
 
 distributed = pytest.importorskip("distributed")
@@ -73,10 +72,9 @@ def class_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fresh_results(tmp_path_factory):
+def fresh_results(tmp_path_factory, results_with_course):
     """``new() -> RESULTS folder`` holding a copy of one course build and one course secret."""
-    template = tmp_path_factory.mktemp("template")
-    build_course(template / "course", force=True)
+    template = results_with_course(tmp_path_factory.mktemp("template"))
     cache.course_seed(template / "verdicts")
 
     def new(name):

@@ -14,7 +14,6 @@ sys.path.insert(0, str(KIT_ROOT))
 from autograder import ASSIGNMENT, STUDENT_MODULES  # noqa: E402
 from autograder.gate import MARKERS, ReleaseLeakError, check_release, secret_and_public_lines  # noqa: E402
 from autograder.nbgrader_glue.course import (  # noqa: E402
-    build_course,
     gradebook_path,
     release_dir,
     source_dir,
@@ -27,9 +26,9 @@ GRADING = KIT_ROOT / "autograder" / "nbgrader_glue" / "grading.ipynb"
 
 
 @pytest.fixture(scope="session")
-def course(tmp_path_factory):
-    """One real nbgrader course built from solutions/ (generate_assignment runs once per session)."""
-    return build_course(tmp_path_factory.mktemp("course") / "course")
+def course(course_template):
+    """The session's real nbgrader course, built from solutions/ by ``prepare_course`` (conftest); read only here."""
+    return course_template / "course"
 
 
 def test_committed_release_equals_a_fresh_regeneration(course, tmp_path):

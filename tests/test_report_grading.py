@@ -1,9 +1,8 @@
-"""The report reaches the TA whole and safe.
+"""The report reaches the TA whole and safe: the parts, one at a time.
 
-Unit tests of the results schema (:mod:`autograder.report`) and of the sanitizer
-(:mod:`autograder.sanitize`), then one real batch run (``tests/graded_reports.py``: real
-bubblewrap, real ``nbgrader autograde``, real gradebook, real ``nbgrader generate_feedback``)
-on a benign hand-in, its hostile twin, one without results and one with broken results.
+Unit tests of the results schema (:mod:`autograder.report`), of placing the kit's cells, of the
+sanitizer (:mod:`autograder.sanitize`) and of the kit's feedback page. The whole chain, a class
+graded by the real batch grader and opened in a real browser, is ``test_graded_reports.py``.
 """
 
 import base64
@@ -12,11 +11,11 @@ import sys
 
 import nbformat
 import pytest
-from graded_reports import ACTIVE_PATTERNS, BENIGN_ANSWER, REPORT, generate_feedback, graded_class
+from graded_reports import BENIGN_ANSWER, FIGURES, REPORT
 from report_results import results_data
 
-from autograder import ASSIGNMENT, KIT_ROOT
-from autograder.nbgrader_glue.preprocessors import REPORT_METADATA, kit_cell_positions, place_kit_cells
+from autograder import KIT_ROOT
+from autograder.nbgrader_glue.preprocessors import kit_cell_positions, place_kit_cells
 from autograder.report import (
     MAX_DEPTH,
     MAX_RESULTS_BYTES,
@@ -27,11 +26,7 @@ from autograder.report import (
     load_results,
     validate_records,
 )
-from autograder.sandbox import bubblewrap_path
 from autograder.sanitize import clean_markdown, clean_notebook, clean_outputs
-
-#: The figures the report draws from the results: 4 training-curve figures, accuracy against s, same vs cross.
-FIGURES = {"plot_curves(": 4, "plot_accuracy_panels(": 1, "same_vs_cross": 1}
 
 
 @pytest.fixture(scope="module")
@@ -224,102 +219,3 @@ def test_kit_feedback_escapes_names_and_messages(tmp_path):
     }
     page = feedback_html(submission, row, verdict, tmp_path / "no-report.ipynb")
     assert "<img" not in page and page.count("&lt;img src=x onerror=alert(1)&gt;") >= 6
-
-
-# ----------------------------------------------------------------------------- one real batch run
-
-needs_bubblewrap = pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap is not installed")
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    if not (KIT_ROOT / "notebooks" / REPORT).is_file():
-        pytest.skip("the student release notebooks/ is missing: run `make release`")
-    return graded_class(tmp_path_factory.mktemp("graded_reports"))
-
-
-def autograded_report(graded, student):
-    return nbformat.read(graded["out"] / "course" / "autograded" / student / ASSIGNMENT / REPORT, as_version=4)
-
-
-def cell_by_marker(notebook, marker):
-    cells = [cell for cell in notebook.cells if cell.cell_type == "code" and marker in cell.source]
-    assert len(cells) == 1, marker
-    return cells[0]
-
-
-@needs_bubblewrap
-@pytest.mark.parametrize("student", ["alice", "mallory"])
-def test_the_graded_report_has_every_figure_and_the_findings(graded, student):
-    notebook = autograded_report(graded, student)
-    for marker, count in FIGURES.items():
-        pictures = [
-            output for output in cell_by_marker(notebook, marker).outputs if "image/png" in output.get("data", {})
-        ]
-        assert len(pictures) == count, marker
-        assert all(base64.b64decode(p["data"]["image/png"]).startswith(b"\x89PNG") for p in pictures)
-    findings = "".join(output.get("text", "") for output in cell_by_marker(notebook, "findings.report(").outputs)
-    assert "(a) finetune accuracy rises with s: HOLDS" in findings and "± " in findings
-    assert notebook.metadata[REPORT_METADATA]["status"] == "ok"
-    assert "handin3-report-notice" not in [cell.get("id") for cell in notebook.cells]
-
-
-@needs_bubblewrap
-def test_benign_answers_keep_their_markdown(graded):
-    notebook = autograded_report(graded, "alice")
-    answers = [cell.source for cell in notebook.cells if cell.metadata.get("nbgrader", {}).get("solution")]
-    assert answers and all(answer.replace("a &lt; b", "a < b") == BENIGN_ANSWER for answer in answers)
-
-
-@needs_bubblewrap
-@pytest.mark.parametrize(
-    "student, status, says",
-    [
-        ("nora", "missing", "was not handed in"),
-        ("ivan", "invalid", "run 0: augmentation must be one of none, collage, mixup"),
-    ],
-)
-def test_missing_or_invalid_results_get_a_notice_and_no_lost_points(graded, student, status, says):
-    notebook = autograded_report(graded, student)
-    assert notebook.cells[0].get("id") == "handin3-report-notice" and says in notebook.cells[0].source
-    assert notebook.metadata[REPORT_METADATA]["status"] == status
-    assert not any(
-        "image/png" in output.get("data", {})
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-    )
-    feedback = (graded["out"] / "feedback" / f"{student}.html").read_text()
-    assert says in feedback and "could not be drawn" in feedback
-    row, reference = graded["rows"][student], graded["rows"]["alice"]
-    assert row["total"] == reference["total"] == row["max_total"] and row["status"] == reference["status"]
-
-
-@needs_bubblewrap
-def test_kit_feedback_shows_the_figures(graded):
-    feedback = (graded["out"] / "feedback" / "alice.html").read_text()
-    assert feedback.count("src='data:image/png;base64,") >= sum(FIGURES.values())
-    assert "(a) finetune accuracy rises with s: HOLDS" in feedback
-
-
-@needs_bubblewrap
-def test_nothing_planted_survives_in_what_browsers_render(graded):
-    pages = generate_feedback(graded)
-    out, planted = graded["out"], list(graded["payloads"].values())
-
-    def found(path):
-        text = path.read_bytes().decode("utf-8", errors="replace")
-        return [p for p in planted if p in text], {p: text.count(p) for p in ACTIVE_PATTERNS}
-
-    for path in [
-        *out.glob("course/submitted/*/*/*.ipynb"),
-        *out.glob("course/autograded/*/*/*.ipynb"),
-        out / "course" / "gradebook.db",
-        *out.glob("feedback/*.html"),
-    ]:
-        assert found(path) == ([], dict.fromkeys(ACTIVE_PATTERNS, 0)), path
-    for path in pages.glob(f"mallory/{ASSIGNMENT}/*.html"):
-        # nbconvert's page template itself has CSS such as a[href^="javascript:"]: compare with the benign twin
-        assert found(path) == ([], found(pages / "alice" / ASSIGNMENT / path.name)[1]), path
-    mallory = pages / "mallory" / ASSIGNMENT / "3_report.html"
-    assert mallory.read_text().count("data:image/png;base64,") >= sum(FIGURES.values())  # figures drawn all the same

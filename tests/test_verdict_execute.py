@@ -22,7 +22,7 @@ from submissions import BY_NAME
 from autograder import ASSIGNMENT, KIT_ROOT
 from autograder.examples import write_assignment
 from autograder.judge.core import judge_submissions
-from autograder.nbgrader_glue.course import build_course, release_dir
+from autograder.nbgrader_glue.course import release_dir
 from autograder.nbgrader_glue.execute import SettledStudents, VerdictExecute, check_calls
 from autograder.sandbox import Limits
 
@@ -55,11 +55,11 @@ def autograde(course, verdicts, *options):
 
 
 @pytest.fixture(scope="module")
-def courses(tmp_path_factory):
+def courses(tmp_path_factory, course_template):
     """``{"kernel": course, "in_process": course}``: the same judged class, autograded both ways."""
     root = tmp_path_factory.mktemp("verdict-execute")
-    course = build_course(root / "kernel")
-    verdicts = root / "verdicts"
+    course = shutil.copytree(course_template / "course", root / "kernel")
+    verdicts = shutil.copytree(course_template / "verdicts", root / "verdicts")  # the secret and hidden inputs
     for name in STUDENTS:
         folder = write_assignment(BY_NAME[name], release_dir(course), course / "submitted" / name / ASSIGNMENT)
         shutil.copyfile(release_dir(course) / "grading.ipynb", folder / "grading.ipynb")
