@@ -20,13 +20,10 @@ one xdist worker).
 import base64
 import os
 import shutil
-import subprocess
-import time
-import urllib.request
 
 import nbformat
 import pytest
-from browser import CHROMIUM, CHROMIUM_ARGS, free_port, needs_chromium
+from browser import CHROMIUM, CHROMIUM_ARGS, free_port, jupyter_lab, needs_chromium
 from graded_reports import (
     ACTIVE_PATTERNS,
     BENIGN_ANSWER,
@@ -160,25 +157,8 @@ def lab(graded):
     ]
     if os.geteuid() == 0:
         command.append("--allow-root")
-    log = open(graded["out"] / "jupyter-lab.log", "w")
-    server = subprocess.Popen(command, cwd=course, env=course_environment(), stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):  # start-up on a loaded machine; not a timed assertion
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, (graded["out"] / "jupyter-lab.log").read_text()
-                time.sleep(0.5)
+    with jupyter_lab(command, course, course_environment(), graded["out"] / "jupyter-lab.log", token) as base:
         yield base, token
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,13 @@ Needs Debian's Chromium and the ``playwright`` package; skipped without them.
 
 import os
 import shutil
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from browser import CHROMIUM, CHROMIUM_ARGS, free_port, needs_chromium
+from browser import CHROMIUM, CHROMIUM_ARGS, free_port, jupyter_lab, needs_chromium
 from conftest import KIT_ROOT
 from test_notebooks import FIRST_UNWRITTEN, write_this
 
@@ -26,19 +24,6 @@ TOKEN = "student-browser-test"
 STARTUP_SECONDS, RUN_ALL_SECONDS = 180, 300
 
 pytestmark = needs_chromium
-
-
-def wait_until_up(url, process, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError(f"JupyterLab did not answer at {url} within {seconds} s")
 
 
 @pytest.fixture(scope="module")
@@ -70,20 +55,8 @@ def student_lab(tmp_path_factory, tiny_data):
     ]
     if os.geteuid() == 0:
         command.append("--allow-root")
-    log = open(kit / "jupyterlab.log", "wb")
-    server = subprocess.Popen(command, cwd=kit, env=environment, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{base}/api/status?token={TOKEN}", server, STARTUP_SECONDS)
+    with jupyter_lab(command, kit, environment, kit / "jupyterlab.log", TOKEN, STARTUP_SECONDS) as base:
         yield base
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
