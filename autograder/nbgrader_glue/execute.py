@@ -198,6 +198,8 @@ class VerdictExecute(GuardedExecute):
     def preprocess(self, nb, resources=None, km=None):
         resources = resources if resources is not None else {}
         is_grading = resources.get("nbgrader", {}).get("notebook") == self.grading_notebook
+        if is_grading and self.await_settled:  # in a kernel too, the grade cells read the verdict
+            settled_students().wait_for(resources.get("nbgrader", {}).get("student"))
         calls = check_calls(nb) if self.in_process and is_grading else None
         if calls is None:
             if is_grading and self.in_process:
@@ -206,8 +208,6 @@ class VerdictExecute(GuardedExecute):
                 )
             return super().preprocess(nb, resources, km)
         handin_dir = Path(resources.get("metadata", {}).get("path") or ".") / "handin"
-        if self.await_settled:
-            settled_students().wait_for(resources.get("nbgrader", {}).get("student"))
         self.log.info("Grading %s without a kernel, from the verdicts", self.grading_notebook)
         nb.metadata["language_info"] = dict(PYTHON_LANGUAGE_INFO)
         verdict = None
