@@ -37,9 +37,12 @@ QUICK = Limits(
 )
 
 
-#: For the hostile snippets that run until they are stopped (plain Python, no torch to import): the wall
-#: clock stops them, and a short one keeps the test short. Still ample for a cold start on a busy machine.
+#: For the hostile snippets (plain Python, no torch to import) that some other limit must stop first:
+#: ample for a cold start on a busy machine.
 HOSTILE_LIMITS = replace(QUICK, wall_seconds=6, cpu_seconds=6)
+#: For those that run until the clock stops them: a short clock keeps the test short (they loop on the
+#: CPU meanwhile), and whenever it strikes, the run is a timeout.
+ENDLESS_LIMITS = replace(QUICK, wall_seconds=2, cpu_seconds=2)
 
 SLOW_START = Limits(wall_seconds=120, cpu_seconds=120)  # importing torch on a busy 2-core machine
 
@@ -177,10 +180,11 @@ HOSTILE = {
 def test_hostile_code_is_contained(mode, classroom, name):
     alice, secret = classroom
     code, statuses = HOSTILE[name]
-    result = run(code, alice, HOSTILE_LIMITS, mode=mode)
+    limits = ENDLESS_LIMITS if statuses == {"timeout"} else HOSTILE_LIMITS
+    result = run(code, alice, limits, mode=mode)
     assert result.status in statuses, (result.status, result.stderr[-500:])
-    assert result.seconds < HOSTILE_LIMITS.wall_seconds + 5
-    assert len(result.stdout) <= HOSTILE_LIMITS.output_bytes
+    assert result.seconds < limits.wall_seconds + 5
+    assert len(result.stdout) <= limits.output_bytes
     assert secret.read_text() == "BOB_SECRET = 1\n"
 
 
@@ -191,6 +195,28 @@ def test_the_cpu_limit_is_a_timeout_and_a_self_kill_is_not(mode, classroom):
     assert busy.seconds < 30  # the CPU limit ended it, not the wall clock
     killed = run("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", alice, mode=mode)
     assert killed.status == "crashed", (killed.returncode, killed.stderr[-500:])
+
+
+def test_a_warm_runner_is_kept_when_only_the_per_run_limits_change(classroom):
+    """The clock, CPU and output limits go with each run, so the warm server (torch already
+    imported) stays; a different memory limit shapes the sandbox itself and needs a new one."""
+    from autograder.sandbox import warm
+
+    if os.geteuid() != 0:
+        pytest.skip("the warm runner needs root: its server drops each child to the slot's own uid")
+    alice, _ = classroom
+
+    def servers():
+        return {runner.process.pid for runner in warm._warm_runners.values()}
+
+    assert run("print(1)", alice, mode="warm").status == "ok"
+    before = servers()
+    busy = run("while True: pass", alice, replace(QUICK, wall_seconds=60, cpu_seconds=1), mode="warm")
+    assert busy.status == "timeout" and busy.seconds < 30  # the new CPU limit held
+    assert run("print(1)", alice, replace(QUICK, output_bytes=100), mode="warm").status == "ok"
+    assert servers() == before
+    assert run("print(1)", alice, replace(QUICK, memory_bytes=QUICK.memory_bytes // 2), mode="warm").status == "ok"
+    assert servers() != before
 
 
 def test_setsid_daemon_dies_with_the_run(mode, classroom):

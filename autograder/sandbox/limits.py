@@ -2,7 +2,7 @@
 
 import os
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 GiB = 2**30
 MiB = 2**20
@@ -23,6 +23,14 @@ class Limits:
     address_space_bytes: int = 16 * GiB  # CUDA torch builds reserve ~3.4 GiB of address space at import
     output_bytes: int = 64 * 1024  # stdout and stderr keep only their last this many bytes
     cpus: float = 1.0  # cgroup cpu quota, in cores
+
+    #: The limits that the warm runner's server applies to each run it forks; the others shape the
+    #: long-lived sandbox itself (cgroup, tmpfs sizes, the server's own rlimits).
+    PER_RUN = ("wall_seconds", "cpu_seconds", "output_bytes")
+
+    def sandbox_shape(self):
+        """These limits without the per-run ones: runs whose limits have the same shape can share a warm runner."""
+        return replace(self, **{name: getattr(Limits, name) for name in self.PER_RUN})
 
 
 @dataclass(kw_only=True)

@@ -135,7 +135,9 @@ class WarmRunner:
             os.close(seccomp_fd)
 
     def alive(self, limits):
-        return self.process.poll() is None and limits == self.limits
+        """Whether this runner is up and can run under ``limits`` (the wall clock, CPU and output
+        limits go with each run; a different memory, process or disk limit needs a new sandbox)."""
+        return self.process.poll() is None and limits.sandbox_shape() == self.limits.sandbox_shape()
 
     def _read_line(self, timeout):
         ready, _, _ = select.select([self.process.stdout], [], [], timeout)
