@@ -128,6 +128,15 @@ def prepare_course(results):
         )
 
 
+def time_limits(limits, cpu_seconds):
+    """``limits`` with ``cpu_seconds`` of CPU time per run and twice that on the wall clock.
+
+    The CPU limit is what stops an endless loop; the wall clock only has to outlast a correct
+    run that waits for a core on a busy machine (the judge's defaults keep the same ratio).
+    """
+    return dataclasses.replace(limits, cpu_seconds=max(1, round(cpu_seconds)), wall_seconds=2 * cpu_seconds)
+
+
 def judge_all(
     todo,
     results,
@@ -155,11 +164,7 @@ def judge_all(
     if not todo:
         return
     progress.reset(total=len(todo))
-    limits = (
-        DEFAULT_LIMITS
-        if time_limit is None
-        else dataclasses.replace(DEFAULT_LIMITS, wall_seconds=time_limit, cpu_seconds=int(time_limit))
-    )
+    limits = DEFAULT_LIMITS if time_limit is None else time_limits(DEFAULT_LIMITS, time_limit)
 
     def record_fault(submission, message):
         faults[submission.student_id] = message
@@ -647,7 +652,8 @@ def parse_args(argv):
         "--time-limit",
         type=float,
         default=None,
-        help="wall-clock and CPU seconds for one student's code run (default: the judge's)",
+        help="CPU seconds for one run of a student's code, and twice that on the wall clock "
+        "(default: 60 s CPU, 120 s wall)",
     )
     parser.add_argument(
         "--lms-regexp",

@@ -32,7 +32,7 @@ from autograder.report import RESULTS_FILE, KitCode
 REPORT = "3_report.ipynb"
 #: The figures the report draws from the results: 4 training-curve figures, accuracy against s, same vs cross.
 FIGURES = {"plot_curves(": 4, "plot_accuracy_panels(": 1, "same_vs_cross": 1}
-TIME_LIMIT = 60
+TIME_LIMIT = 30  # CPU seconds per judge child (60 s wall)
 BENIGN_ANSWER = (
     "**Frozen** features: `training.finetune` passes `net.finetune_parameters()` so $\\alpha < \\beta$ "
     "and $\\nabla_\\theta L$ only reach the head.\n\n- first point\n- second point\n\n"

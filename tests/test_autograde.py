@@ -47,8 +47,8 @@ from autograder.judge.points import PARTS, POINTS, cell_id, part_max
 from autograder.nbgrader_glue.course import release_dir
 from autograder.sandbox import Limits
 
-# A correct child needs about 5 s of CPU; the one that loops forever uses all 15 (the wall clock is for a busy machine).
-LIMITS = Limits(wall_seconds=120, cpu_seconds=15, memory_bytes=3 * 2**30)
+# A correct child needs 1-5 s of CPU; the one that loops forever uses all 10 (the wall clock is for a busy machine).
+LIMITS = Limits(wall_seconds=120, cpu_seconds=10, memory_bytes=3 * 2**30)
 CELL_PART = {cell_id(part, name): part for part, checks in POINTS.items() for name in checks}
 HIDDEN_TEXT = (
     "BEGIN HIDDEN TESTS",

@@ -27,7 +27,7 @@ from autograder.sandbox import bubblewrap_path
 
 pytestmark = pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap is not installed")
 
-TIME_LIMIT = 25  # seconds per judge child (CPU and wall): a correct one needs 1-2 s; the two hostile loops use all
+TIME_LIMIT = 10  # CPU seconds per judge child (20 s wall): a correct one needs 1-4 s; the two hostile loops use all
 COLLAGE_LINE = "    half = batch_i.shape[-1] // 2\n"
 
 

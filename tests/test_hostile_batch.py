@@ -31,7 +31,7 @@ from autograder import collect as collecting
 from autograder.examples import Example, assemble
 from autograder.sandbox import bubblewrap_path
 
-TIME_LIMIT = 60  # seconds per judge child: a correct one needs ~5 s of CPU; generous for a loaded machine
+TIME_LIMIT = 30  # CPU seconds per judge child (60 s wall): a correct one needs ~5 s of CPU; ample on a busy machine
 PARTS = batch.PARTS
 SHM = """import ctypes
 _libc = ctypes.CDLL(None, use_errno=True)
