@@ -179,20 +179,31 @@ def nbgrader_feedback(graded):
 
 def visit(browser, url):
     """Open ``url`` in a fresh page, let every handler fire; returns (page text, PNG images shown, pwned?)."""
-    page = browser.new_page()
-    console = []
-    page.on("console", lambda message: console.append(message.text))
-    page.goto(url, wait_until="networkidle")
-    # Toggle, error and load events fire as the page renders: the control test (payloads fire in a raw page)
-    # shows that this wait is long enough.
-    page.wait_for_timeout(500)
-    pwned = page.evaluate("() => window.__pwned") or any("__pwned" in text for text in console)
-    images = page.evaluate(
-        "() => [...document.images].filter(i => i.src.startsWith('data:image/png') && i.naturalWidth > 0).length"
-    )
-    text = page.inner_text("body")
-    page.close()
-    return text, images, pwned
+    return visit_all(browser, [url])[0]
+
+
+def visit_all(browser, urls):
+    """:func:`visit` of every url, the pages loading side by side; one (text, images, pwned) per url."""
+    pages = []
+    for url in urls:
+        page, console = browser.new_page(), []
+        page.on("console", lambda message, console=console: console.append(message.text))
+        page.goto(url, wait_until="commit")
+        pages.append((page, console))
+    for page, _ in pages:
+        page.wait_for_load_state("networkidle")
+    # Toggle, error and load events fire as the pages render: the control test (payloads fire in a raw
+    # page) shows that this wait is long enough.
+    pages[-1][0].wait_for_timeout(500)
+    results = []
+    for page, console in pages:
+        pwned = page.evaluate("() => window.__pwned") or any("__pwned" in text for text in console)
+        images = page.evaluate(
+            "() => [...document.images].filter(i => i.src.startsWith('data:image/png') && i.naturalWidth > 0).length"
+        )
+        results.append((page.inner_text("body"), images, pwned))
+        page.close()
+    return results
 
 
 @needs_bubblewrap
@@ -233,8 +244,8 @@ def test_formgrader_runs_no_student_script(graded, lab, browser):
     base, token = lab
     context = browser.new_context()
     context.new_page().goto(f"{base}/lab?token={token}", wait_until="domcontentloaded")  # log in as the TA
-    for url in formgrader_pages(graded, base, token):
-        _, _, pwned = visit(context, url)
+    urls = formgrader_pages(graded, base, token)
+    for url, (_, _, pwned) in zip(urls, visit_all(context, urls), strict=True):
         assert not pwned, url
     assert graded["beacon"].hits == []
     context.close()
@@ -263,9 +274,10 @@ def test_formgrader_shows_the_figures_and_findings(graded, lab, browser):
     context.new_page().goto(f"{base}/lab?token={token}", wait_until="domcontentloaded")
     with Gradebook(f"sqlite:///{graded['out'] / 'course' / 'gradebook.db'}") as gradebook:
         ids = {s: gradebook.find_submission_notebook("3_report", ASSIGNMENT, s).id for s in ("alice", "nora")}
-    text, images, _ = visit(context, f"{base}/formgrader/submissions/{ids['alice']}/")
+    alice, nora = visit_all(context, [f"{base}/formgrader/submissions/{ids[s]}/" for s in ("alice", "nora")])
+    text, images, _ = alice
     assert images >= N_FIGURES and "(a) finetune accuracy rises with s" in text
-    text, images, _ = visit(context, f"{base}/formgrader/submissions/{ids['nora']}/")
+    text, images, _ = nora
     assert images == 0 and "The report's results are missing" in text and "was not handed in" in text
     context.close()
 
@@ -273,13 +285,18 @@ def test_formgrader_shows_the_figures_and_findings(graded, lab, browser):
 @needs_bubblewrap
 @needs_chromium
 def test_feedback_pages_run_no_student_script(graded, nbgrader_feedback, browser):
-    for student in STUDENTS:
+    pages = [
+        (student, page)
+        for student in STUDENTS
         for page in (
             graded["out"] / "feedback" / f"{student}.html",
             nbgrader_feedback / student / ASSIGNMENT / "3_report.html",
-        ):
-            text, images, pwned = visit(browser, page.as_uri())
-            assert not pwned, page
-            if student in ("alice", "mallory"):
-                assert images >= N_FIGURES and "(a) finetune accuracy rises with s" in text, page
+        )
+    ]
+    for (student, page), (text, images, pwned) in zip(
+        pages, visit_all(browser, [p.as_uri() for _, p in pages]), strict=True
+    ):
+        assert not pwned, page
+        if student in ("alice", "mallory"):
+            assert images >= N_FIGURES and "(a) finetune accuracy rises with s" in text, page
     assert graded["beacon"].hits == []
