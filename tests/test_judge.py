@@ -127,6 +127,20 @@ def test_missing_module_costs_only_its_parts(tmp_path, inputs):
     assert [parts[p]["score"] for p in ("collage", "mixup", "cross_entropy")] == [10, 10, 10]
 
 
+def test_running_out_of_memory_is_a_memory_limit_even_where_python_can_catch_it(tmp_path, inputs):
+    """Without a cgroup (a grader without root) the memory limit is RLIMIT_DATA: an allocation raises
+    MemoryError rather than the OOM killer ending the child. It must still be the part's memory_limit,
+    with the other parts graded, as with cgroups (here the refusal is raised directly)."""
+    handin = write_handin(BY_NAME["reference"], tmp_path / "handin")
+    source = (handin / "augmentations.py").read_text()
+    start = "def collage(batch_i, batch_j):\n"
+    assert source.count(start) == 1
+    (handin / "augmentations.py").write_text(source.replace(start, start + "    raise MemoryError()\n"))
+    parts = judge_submission(handin, sandbox=True, limits=QUICK, inputs=inputs)["parts"]
+    assert parts["collage"]["status"] == "memory_limit" and parts["collage"]["score"] == 0, parts["collage"]
+    assert [parts[p]["score"] for p in PARTS if p != "collage"] == [part_max(p) for p in PARTS if p != "collage"]
+
+
 def test_the_kits_finetuning_blends_with_the_kits_augment(tmp_path, inputs):
     """Provided code in a student's augmentations.py (a broken augment, no_aug) is never what the judge runs."""
     handin = write_handin(BY_NAME["reference"], tmp_path / "handin")

@@ -69,8 +69,23 @@ def to_float(value):
     return float(array.reshape(()))
 
 
+def end_if_out_of_memory(error):
+    """End this child when student code ran out of memory, as the cgroup's OOM killer would have.
+
+    Where no cgroup holds the memory limit (a grader without root), RLIMIT_DATA makes the
+    allocation raise ``MemoryError`` instead, which student code could otherwise turn into an
+    ordinary failed check. Ending here makes the part a ``memory_limit`` on every machine: the
+    judge reads "MemoryError" on stderr and runs the remaining parts in a fresh child.
+    """
+    if isinstance(error, MemoryError):
+        traceback.print_exception(error)
+        sys.stderr.flush()
+        os._exit(1)
+
+
 def record_error(notes, key, error):
     """Note an exception of student code under ``key``; a NotImplementedError also names the function."""
+    end_if_out_of_memory(error)
     notes["errors"][key] = describe(error)
     if isinstance(error, NotImplementedError):
         frames = traceback.extract_tb(error.__traceback__)
@@ -190,6 +205,7 @@ def part_cross_entropy(arrays, plan):
             cross_entropy(*make())
             notes["raised"][key] = None
         except BaseException as error:
+            end_if_out_of_memory(error)
             notes["raised"][key] = "ValueError" if isinstance(error, ValueError) else describe(error)
             if isinstance(error, NotImplementedError):
                 record_error(notes, key, error)
@@ -326,6 +342,7 @@ def main(parts):
         try:
             outputs, notes = PARTS[part](arrays, plan)
         except BaseException as error:  # e.g. the module fails to import
+            end_if_out_of_memory(error)
             outputs, notes = {}, {"import_error": describe(error)}
             traceback.print_exc()
         save_part(out_fd, part, outputs, notes)
